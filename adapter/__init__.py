@@ -1,0 +1,1 @@
+"""carebridge adapter: the running system (compliance, outbox, gateway, API, CLI)."""

@@ -1,0 +1,250 @@
+"""Small helpers for building and reading FHIR R4 JSON (plain dicts) shared by every flow."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Iterator
+from urllib.parse import quote
+
+from mappings import identifiers, systems
+from mappings.models.common import Address, Organisation, Person, Staff
+
+Resource = dict[str, Any]
+
+_NS = uuid.UUID("6f1c2a53-5c3e-4a51-9a43-7b1d2f0c9e11")
+
+
+def full_url(*key: str) -> str:
+    """A deterministic `urn:uuid:` for an entry, from its business key (same input, same uuid)."""
+    return f"urn:uuid:{uuid.uuid5(_NS, '|'.join(key))}"
+
+
+def ref(url: str, display: str | None = None) -> dict[str, str]:
+    """A Reference to another entry of the same Bundle."""
+    out = {"reference": url}
+    if display:
+        out["display"] = display
+    return out
+
+
+def identifier(system: str, value: str) -> dict[str, str]:
+    return {"system": system, "value": value}
+
+
+def search_token(system: str, value: str) -> str:
+    """`system|value` URL-encoded for a search or `ifNoneExist`."""
+    return quote(f"{system}|{value}", safe=":/|")
+
+
+def tag_key(key: str) -> dict[str, str]:
+    """A meta.tag carrying a business key, for conditional create where no identifier is searchable."""
+    return {"system": systems.TAG_BUSINESS_KEY, "code": key}
+
+
+def first_identifier(resource: Resource, system: str) -> str | None:
+    """The value of the first identifier with this system, if any."""
+    for ident in resource.get("identifier", ()) or ():
+        if ident.get("system") == system:
+            return ident.get("value")
+    return None
+
+
+def tag_value(resource: Resource, system: str) -> str | None:
+    for tag in (resource.get("meta") or {}).get("tag", ()) or ():
+        if tag.get("system") == system:
+            return tag.get("code")
+    return None
+
+
+def extension_value(resource: Resource, url: str, key: str) -> Any:
+    """The `value[x]` (named by `key`, e.g. 'valueBoolean') of the first extension with this url."""
+    for ext in resource.get("extension", ()) or ():
+        if ext.get("url") == url:
+            return ext.get(key)
+    return None
+
+
+def codings(concepts: Iterable[dict] | dict | None) -> Iterator[dict]:
+    """Every Coding of one CodeableConcept or a list of them."""
+    if concepts is None:
+        return
+    if isinstance(concepts, dict):
+        concepts = [concepts]
+    for concept in concepts:
+        yield from concept.get("coding", ()) or ()
+
+
+def code_in(concepts: Iterable[dict] | dict | None, system: str) -> str | None:
+    """The first code with this system among the codings of the concept(s)."""
+    for c in codings(concepts):
+        if c.get("system") == system:
+            return c.get("code")
+    return None
+
+
+def post_entry(url: str, resource: Resource, if_none_exist: str | None) -> dict[str, Any]:
+    """A transaction entry creating `resource`, conditionally when `if_none_exist` is given."""
+    request: dict[str, str] = {"method": "POST", "url": resource["resourceType"]}
+    if if_none_exist:
+        request["ifNoneExist"] = if_none_exist
+    return {"fullUrl": url, "resource": resource, "request": request}
+
+
+def transaction(entries: list[dict[str, Any]], bundle_key: str) -> Resource:
+    """A transaction Bundle with a deterministic id derived from `bundle_key`."""
+    return {
+        "resourceType": "Bundle",
+        "id": str(uuid.uuid5(_NS, "bundle|" + bundle_key)),
+        "type": "transaction",
+        "entry": entries,
+    }
+
+
+# --- The index readers use to follow references ---------------------------------------
+
+
+@dataclass
+class BundleIndex:
+    """Resolves references inside a Bundle: `urn:uuid:` fullUrls, `Type/id` and absolute URLs."""
+
+    bundle: Resource
+    _by_url: dict[str, Resource] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for entry in self.bundle.get("entry", ()) or ():
+            res = entry.get("resource")
+            if not isinstance(res, dict):
+                continue
+            if entry.get("fullUrl"):
+                self._by_url[entry["fullUrl"]] = res
+            if res.get("id") and res.get("resourceType"):
+                self._by_url[f"{res['resourceType']}/{res['id']}"] = res
+
+    def resources(self, resource_type: str) -> list[Resource]:
+        return [
+            e["resource"]
+            for e in self.bundle.get("entry", ()) or ()
+            if isinstance(e.get("resource"), dict) and e["resource"].get("resourceType") == resource_type
+        ]
+
+    def resolve(self, reference: dict | None) -> Resource | None:
+        """The resource a Reference points to, or None if it is not in the Bundle."""
+        if not reference or "reference" not in reference:
+            return None
+        target = reference["reference"]
+        if target in self._by_url:
+            return self._by_url[target]
+        parts = target.rstrip("/").split("/")
+        if len(parts) >= 2:
+            # absolute URL or Type/id/_history/n
+            if "_history" in parts:
+                parts = parts[: parts.index("_history")]
+            return self._by_url.get("/".join(parts[-2:]))
+        return None
+
+
+# --- Person, organisation and staff: shared by every flow ------------------------------
+
+
+def patient(person: Person) -> tuple[Resource, str]:
+    """A Patient for the person, and its ifNoneExist."""
+    system = identifiers.person_identifier_system(person.personnummer)
+    res: Resource = {"resourceType": "Patient", "identifier": [identifier(system, person.personnummer)]}
+    if person.skyddad_folkbokforing:
+        res["meta"] = {"security": [{"system": systems.CS_SECURITY_LABEL_SE, "code": "skyddadFolkbokforing"}]}
+    name: dict[str, Any] = {}
+    if person.family_name:
+        name["family"] = person.family_name
+    if person.given_name:
+        name["given"] = [person.given_name]
+    if name:
+        res["name"] = [name]
+    if person.phone:
+        res["telecom"] = [{"system": "phone", "value": person.phone}]
+    if person.address:
+        addr: dict[str, Any] = {"line": [person.address.line]}
+        if person.address.postal_code:
+            addr["postalCode"] = person.address.postal_code
+        if person.address.city:
+            addr["city"] = person.address.city
+        res["address"] = [addr]
+    return res, "identifier=" + search_token(system, person.personnummer)
+
+
+def person_from(resource: Resource) -> Person:
+    """The Person a Patient describes (personnummer in either national URI spelling)."""
+    pnr = (
+        first_identifier(resource, systems.PERSONNUMMER)
+        or first_identifier(resource, systems.SAMORDNINGSNUMMER)
+        or first_identifier(resource, systems.PERSONNUMMER_INERA)
+    )
+    if pnr is None:
+        raise ValueError("Patient has no personnummer or samordningsnummer identifier")
+    name = (resource.get("name") or [{}])[0]
+    telecom = next((t["value"] for t in resource.get("telecom", ()) if t.get("system") == "phone"), None)
+    addr = (resource.get("address") or [None])[0]
+    security = (resource.get("meta") or {}).get("security", ())
+    return Person(
+        personnummer=pnr,
+        given_name=(name.get("given") or [None])[0],
+        family_name=name.get("family"),
+        skyddad_folkbokforing=any(s.get("code") == "skyddadFolkbokforing" for s in security),
+        phone=telecom,
+        address=Address(line=addr["line"][0], postal_code=addr.get("postalCode"), city=addr.get("city")) if addr else None,
+    )
+
+
+def organization(org: Organisation) -> tuple[Resource, str]:
+    """An Organization and its ifNoneExist (on HSA-id if it has one, else organisationsnummer)."""
+    ids = []
+    if org.hsa_id:
+        ids.append(identifier(systems.HSA_ID, org.hsa_id))
+    if org.organisationsnummer:
+        ids.append(identifier(systems.ORGANISATIONSNUMMER, org.organisationsnummer))
+    res: Resource = {"resourceType": "Organization", "identifier": ids, "name": org.name}
+    if org.kind:
+        from mappings import terminology
+
+        res["type"] = [{"coding": [terminology.coding("organisation-kind", org.kind)]}]
+    return res, "identifier=" + search_token(ids[0]["system"], ids[0]["value"])
+
+
+def organisation_key(org: Organisation) -> str:
+    return org.hsa_id or org.organisationsnummer or org.name
+
+
+def organisation_from(resource: Resource) -> Organisation:
+    return Organisation(
+        name=resource.get("name", ""),
+        hsa_id=first_identifier(resource, systems.HSA_ID),
+        organisationsnummer=first_identifier(resource, systems.ORGANISATIONSNUMMER),
+        kind=code_in(resource.get("type"), systems.CS_ORGANISATION_KIND),
+    )
+
+
+def practitioner(staff: Staff) -> tuple[Resource, str]:
+    """A Practitioner for a staff member and its ifNoneExist."""
+    ids = []
+    if staff.hsa_id:
+        ids.append(identifier(systems.HSA_ID, staff.hsa_id))
+    if staff.local_id:
+        ids.append(identifier(systems.SID_LOCAL_STAFF, staff.local_id))
+    res: Resource = {"resourceType": "Practitioner", "identifier": ids, "name": [{"text": staff.name}]}
+    if staff.title:
+        res["qualification"] = [{"code": {"text": staff.title}}]
+    return res, "identifier=" + search_token(ids[0]["system"], ids[0]["value"])
+
+
+def staff_key(staff: Staff) -> str:
+    return staff.hsa_id or staff.local_id or staff.name
+
+
+def staff_from(resource: Resource) -> Staff:
+    qual = (resource.get("qualification") or [None])[0]
+    return Staff(
+        name=(resource.get("name") or [{}])[0].get("text", ""),
+        hsa_id=first_identifier(resource, systems.HSA_ID),
+        local_id=first_identifier(resource, systems.SID_LOCAL_STAFF),
+        title=qual["code"].get("text") if qual else None,
+    )

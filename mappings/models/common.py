@@ -1,0 +1,96 @@
+"""Building blocks shared by every canonical document: person, organisation, staff."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+from mappings import identifiers, terminology
+
+
+def _personnummer(value: str) -> str:
+    return identifiers.check_personnummer(value)
+
+
+def _organisationsnummer(value: str) -> str:
+    problem = identifiers.organisationsnummer_problem(value)
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
+def table_code(table_name: str):
+    """An annotated str type whose value must be a code of the given terminology table."""
+
+    def check(value: str) -> str:
+        if value not in terminology.table(table_name):
+            known = ", ".join(terminology.codes(table_name))
+            raise ValueError(f"unknown {table_name} code {value!r} (known: {known})")
+        return value
+
+    return Annotated[str, AfterValidator(check)]
+
+
+#: A personnummer or samordningsnummer (12 digits, real date, day + 60 for samordningsnummer, Luhn).
+Personnummer = Annotated[str, AfterValidator(_personnummer)]
+Organisationsnummer = Annotated[str, AfterValidator(_organisationsnummer)]
+NonEmpty = Annotated[str, Field(min_length=1)]
+PeriodUnit = Literal["day", "week", "month"]
+Huvudman = table_code("huvudman")
+LegalDomain = table_code("legal-domain")
+
+
+class Model(BaseModel):
+    """Base of canonical models: unknown fields are errors, values are checked on assignment."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
+
+
+class Address(Model):
+    """A postal address (never leaves for a person with skyddad folkbokföring)."""
+
+    line: NonEmpty
+    postal_code: str | None = None
+    city: str | None = None
+
+
+class Person(Model):
+    """Den enskilde: the person a document concerns."""
+
+    personnummer: Personnummer
+    given_name: str | None = None
+    family_name: str | None = None
+    skyddad_folkbokforing: bool = False
+    address: Address | None = None
+    phone: str | None = None
+
+
+class Organisation(Model):
+    """An organisation: kommun, utförare (public or private provider) or regional unit."""
+
+    name: NonEmpty
+    hsa_id: str | None = None
+    organisationsnummer: Organisationsnummer | None = None
+    kind: table_code("organisation-kind") | None = None
+
+    @model_validator(mode="after")
+    def _has_identifier(self) -> "Organisation":
+        if not (self.hsa_id or self.organisationsnummer):
+            raise ValueError(f"organisation {self.name!r} needs an hsa_id or an organisationsnummer")
+        return self
+
+
+class Staff(Model):
+    """A named member of staff (handläggare, kontaktman) with an HSA-id or a local id."""
+
+    name: NonEmpty
+    hsa_id: str | None = None
+    local_id: str | None = None
+    title: str | None = None
+
+    @model_validator(mode="after")
+    def _has_identifier(self) -> "Staff":
+        if not (self.hsa_id or self.local_id):
+            raise ValueError(f"staff member {self.name!r} needs an hsa_id or a local_id")
+        return self

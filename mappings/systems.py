@@ -1,0 +1,73 @@
+"""Canonical URLs: identifier systems, code systems and extensions used on the wire.
+
+One place for every URI carebridge writes, so a reader, a writer and the compliance
+engine can never disagree about a spelling. National URIs are used where one is known;
+the rest live under the project's canonical base.
+"""
+
+from __future__ import annotations
+
+BASE = "http://carebridge.se/fhir"
+
+# --- Person and organisation identifiers (HL7 Sweden base profiles) -------------------
+PERSONNUMMER = "http://electronichealth.se/identifier/personnummer"
+SAMORDNINGSNUMMER = "http://electronichealth.se/identifier/samordningsnummer"
+#: Inera's variant, accepted on input and normalised to PERSONNUMMER.
+PERSONNUMMER_INERA = "https://terminology.hl7.se/sid/se-personnummer"
+HSA_ID = "urn:oid:1.2.752.29.4.19"
+#: Organisationsnummer (HL7 Sweden base `organizationIdentifier` slice).
+ORGANISATIONSNUMMER = "urn:oid:2.5.4.97"
+
+# OIDs used by RIV-TA for patientId/type.
+RIV_PERSONNUMMER_OID = "1.2.752.129.2.1.3.1"
+RIV_SAMORDNINGSNUMMER_OID = "1.2.752.129.2.1.3.3"
+
+# --- Business identifiers minted by the municipality (namespaced by the project) -----
+SID_DECISION = f"{BASE}/sid/beslut"
+SID_INSATS = f"{BASE}/sid/insats"
+SID_TASK = f"{BASE}/sid/uppdrag"
+SID_GOAL = f"{BASE}/sid/mal"
+SID_CAREPLAN = f"{BASE}/sid/plan"
+SID_CASE = f"{BASE}/sid/arende"
+SID_LOCAL_STAFF = f"{BASE}/sid/personal"
+#: Idempotency key carried in meta.tag for resources whose identifier is not searchable
+#: everywhere (Provenance has none; SEKMET cannot search Goal.identifier).
+TAG_BUSINESS_KEY = f"{BASE}/CodeSystem/business-key"
+
+# --- Code systems of the project -----------------------------------------------------
+CS_INSATS_TYPE = f"{BASE}/CodeSystem/insats-type"
+CS_LEGAL_BASIS = f"{BASE}/CodeSystem/legal-basis"
+CS_DECISION_KIND = f"{BASE}/CodeSystem/decision-kind"
+CS_STATUS_REASON = f"{BASE}/CodeSystem/status-reason"
+CS_CARE_SERVICE_TYPE = f"{BASE}/CodeSystem/riv-care-service-type"
+CS_CARE_PLAN_TYPE = f"{BASE}/CodeSystem/riv-care-plan-type"
+CS_HUVUDMAN = f"{BASE}/CodeSystem/huvudman"
+CS_LEGAL_DOMAIN = f"{BASE}/CodeSystem/legal-domain"
+CS_TIME_STRICTNESS = f"{BASE}/CodeSystem/time-strictness"
+CS_ORGANISATION_KIND = f"{BASE}/CodeSystem/organisation-kind"
+CS_LOCAL_INSATS = f"{BASE}/CodeSystem/local-insats"
+CS_SECURITY_LABEL_SE = "http://hl7.se/fhir/ig/base/CodeSystem/SecurityLabel"
+CS_KVA = "urn:oid:1.2.752.116.1.3.2.3.6"
+CS_ICF = "http://hl7.org/fhir/sid/icf"
+CS_IBIC_LIFE_AREA = f"{BASE}/CodeSystem/ibic-life-area"
+
+# --- FHIR core code systems ----------------------------------------------------------
+CS_TASK_CODE = "http://hl7.org/fhir/CodeSystem/task-code"
+CS_PROVENANCE_ACTIVITY = "http://terminology.hl7.org/CodeSystem/v3-DataOperation"
+CS_PROVENANCE_AGENT_TYPE = "http://terminology.hl7.org/CodeSystem/provenance-participant-type"
+UCUM = "http://unitsofmeasure.org"
+
+# --- Extensions ----------------------------------------------------------------------
+EXT_REQUEST_STATUS_REASON = "http://hl7.org/fhir/StructureDefinition/request-statusReason"
+EXT_PERTAINS_TO_GOAL = "http://hl7.org/fhir/StructureDefinition/resource-pertainsToGoal"
+EXT_FEE_EXEMPT = f"{BASE}/StructureDefinition/fee-exempt"
+EXT_TIME_STRICTNESS = f"{BASE}/StructureDefinition/time-strictness"
+EXT_FRAMEWORK_DECISION = f"{BASE}/StructureDefinition/framework-decision"
+EXT_INSATS_DESCRIPTION = f"{BASE}/StructureDefinition/insats-description"
+EXT_GOAL_LIFE_AREA = f"{BASE}/StructureDefinition/life-area"
+
+# --- Profiles (StructureDefinitions kept in adapter/compliance/profiles) --------------
+PROFILE_DECISION_SERVICE_REQUEST = f"{BASE}/StructureDefinition/cb-decision-servicerequest"
+PROFILE_PROVIDER_TASK = f"{BASE}/StructureDefinition/cb-provider-task"
+PROFILE_DECISION_CAREPLAN = f"{BASE}/StructureDefinition/cb-decision-careplan"
+PROFILE_GOAL = f"{BASE}/StructureDefinition/cb-goal"
