@@ -181,6 +181,9 @@ def person_from(resource: Resource) -> Person:
     )
     if pnr is None:
         raise ValueError("Patient has no personnummer or samordningsnummer identifier")
+    problem = identifiers.personnummer_problem(pnr)
+    if problem:
+        raise ValueError(f"Patient.identifier: invalid personnummer: {problem}")
     name = (resource.get("name") or [{}])[0]
     telecom = next((t["value"] for t in resource.get("telecom", ()) if t.get("system") == "phone"), None)
     addr = (resource.get("address") or [None])[0]

@@ -36,6 +36,8 @@ def table_code(table_name: str):
 Personnummer = Annotated[str, AfterValidator(_personnummer)]
 Organisationsnummer = Annotated[str, AfterValidator(_organisationsnummer)]
 NonEmpty = Annotated[str, Field(min_length=1)]
+#: A business identifier (decision id, insats id, ...): letters, digits and . _ : / -, at most 64.
+BusinessId = Annotated[str, Field(pattern=r"^[\w.:/-]{1,64}$")]
 PeriodUnit = Literal["day", "week", "month"]
 Huvudman = table_code("huvudman")
 LegalDomain = table_code("legal-domain")
@@ -51,26 +53,26 @@ class Address(Model):
     """A postal address (never leaves for a person with skyddad folkbokföring)."""
 
     line: NonEmpty
-    postal_code: str | None = None
-    city: str | None = None
+    postal_code: NonEmpty | None = None
+    city: NonEmpty | None = None
 
 
 class Person(Model):
     """Den enskilde: the person a document concerns."""
 
     personnummer: Personnummer
-    given_name: str | None = None
-    family_name: str | None = None
+    given_name: NonEmpty | None = None
+    family_name: NonEmpty | None = None
     skyddad_folkbokforing: bool = False
     address: Address | None = None
-    phone: str | None = None
+    phone: NonEmpty | None = None
 
 
 class Organisation(Model):
     """An organisation: kommun, utförare (public or private provider) or regional unit."""
 
     name: NonEmpty
-    hsa_id: str | None = None
+    hsa_id: NonEmpty | None = None
     organisationsnummer: Organisationsnummer | None = None
     kind: table_code("organisation-kind") | None = None
 
@@ -85,9 +87,9 @@ class Staff(Model):
     """A named member of staff (handläggare, kontaktman) with an HSA-id or a local id."""
 
     name: NonEmpty
-    hsa_id: str | None = None
-    local_id: str | None = None
-    title: str | None = None
+    hsa_id: NonEmpty | None = None
+    local_id: NonEmpty | None = None
+    title: NonEmpty | None = None
 
     @model_validator(mode="after")
     def _has_identifier(self) -> "Staff":

@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 from pydantic import Field, model_validator
 
 from mappings.models.common import (
+    BusinessId,
     Model,
     NonEmpty,
     Organisation,
@@ -48,17 +49,17 @@ class Goal(Model):
     """Mål: a goal of an insats, in the person's own words."""
 
     text: NonEmpty
-    life_area: str | None = Field(default=None, description="IBIC livsområde (need area), if known")
+    life_area: NonEmpty | None = Field(default=None, description="IBIC livsområde (need area), if known")
 
 
 class Insats(Model):
     """Insats: one service granted (or refused) by a decision."""
 
-    insats_id: NonEmpty
+    insats_id: BusinessId
     type: InsatsType
-    local_code: str | None = Field(default=None, description="the municipality's own insats code")
-    description: str | None = None
-    purpose: str | None = Field(default=None, description="syfte: why the insats is granted")
+    local_code: NonEmpty | None = Field(default=None, description="the municipality's own insats code")
+    description: NonEmpty | None = None
+    purpose: NonEmpty | None = Field(default=None, description="syfte: why the insats is granted")
     goals: list[Goal] = Field(default_factory=list, json_schema_extra={"xml_item": "goal"})
     granted_volume: GrantedVolume | None = None
     time_strictness: TimeStrictness | None = None
@@ -78,15 +79,15 @@ class CareDecision(Model):
     """Biståndsbeslut: a municipal decision on one or more insatser for one person."""
 
     kind: Literal["decision"] = "decision"
-    decision_id: NonEmpty
-    case_number: str | None = Field(default=None, description="ärendenummer")
+    decision_id: BusinessId
+    case_number: BusinessId | None = Field(default=None, description="ärendenummer")
     decision_date: dt.date
     decision_kind: DecisionKind
-    replaces: str | None = Field(default=None, description="decision id of the earlier decision this one replaces")
+    replaces: BusinessId | None = Field(default=None, description="decision id of the earlier decision this one replaces")
     legal_basis: LegalBasis
     rambeslut: bool = Field(default=False, description="framework decision: content and time set by the utförare")
     status_reason: StatusReason | None = None
-    motivation: str | None = Field(default=None, description="beslutsmotivering")
+    motivation: NonEmpty | None = Field(default=None, description="beslutsmotivering")
     municipality: Organisation
     handlaggare: Staff
     person: Person

@@ -1,0 +1,143 @@
+"""Conversion between the four document formats, used by `convert`, `send`, the demo and the API.
+
+Every input is read into one of two hubs, the canonical model or a FHIR Bundle, and written
+from there. Readers and writers are the mappings' own; this module only routes:
+
+    json / xml  -> canonical model --(flow.to_fhir)--> FHIR Bundle --(riv writer)--> RIV XML
+    fhir        -> FHIR Bundle     --(flow.from_fhir)--> canonical model
+    riv         -> FHIR Bundle (riv reader)
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import BaseModel, ValidationError
+
+Target = Literal["fhir", "json", "xml", "riv"]
+TARGETS: tuple[Target, ...] = ("fhir", "json", "xml", "riv")
+SUFFIX = {"fhir": ".fhir.json", "json": ".json", "xml": ".xml", "riv": ".riv.xml"}
+
+
+class ConversionError(ValueError):
+    """A document that cannot be read or converted; the message is one line naming the problem."""
+
+
+@dataclass
+class Document:
+    """An input read into its hub: a canonical model, or a FHIR Bundle (with the RIV contract it came from)."""
+
+    source_format: str
+    model: BaseModel | None = None
+    bundle: dict[str, Any] | None = None
+    riv_contract: str | None = None
+
+
+def read(data: bytes) -> Document:
+    """Detect and read an input document into its hub."""
+    from mappings import formats, municipal_xml, safexml
+    from mappings.models import model_for
+
+    try:
+        detected = formats.detect(data)
+        if detected.format == "json":
+            return Document("json", model=model_for(detected.detail).model_validate(detected.payload))
+        if detected.format == "xml":
+            return Document("xml", model=municipal_xml.from_element(detected.payload))
+        if detected.format == "fhir":
+            return Document("fhir", bundle=detected.payload)
+        return Document("riv", bundle=_riv(detected.detail).to_fhir(data), riv_contract=detected.detail)
+    except ValidationError as exc:
+        raise ConversionError(describe_validation_error(exc)) from None
+    except (ValueError, safexml.UnsafeXmlError) as exc:
+        raise ConversionError(one_line(str(exc))) from None
+
+
+def model_of(doc: Document) -> BaseModel:
+    """The canonical model of a document (decoding its FHIR Bundle if need be)."""
+    if doc.model is not None:
+        return doc.model
+    from mappings.flows import flow_of_bundle
+
+    try:
+        return flow_of_bundle(doc.bundle).mapping().from_fhir(doc.bundle)
+    except ValidationError as exc:
+        raise ConversionError(describe_validation_error(exc)) from None
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ConversionError(one_line(f"cannot read the FHIR Bundle as a municipal document: {exc}")) from None
+
+
+def bundle_of(doc: Document) -> dict[str, Any]:
+    """The FHIR Bundle of a document (encoding its canonical model if need be)."""
+    if doc.bundle is not None:
+        return doc.bundle
+    from mappings.flows import FLOWS
+
+    return FLOWS[doc.model.kind].mapping().to_fhir(doc.model)  # type: ignore[union-attr]
+
+
+def riv_contract_of(doc: Document) -> str:
+    """Which RIV-TA contract a document is exported to."""
+    if doc.riv_contract:
+        return doc.riv_contract
+    from mappings.flows import FLOWS, flow_of_bundle
+
+    if doc.model is not None:
+        return FLOWS[doc.model.kind].riv
+    try:
+        return flow_of_bundle(doc.bundle).riv
+    except ValueError:
+        return "care-services"
+
+
+def write(doc: Document, to: Target) -> bytes:
+    """Write a document in the target format."""
+    try:
+        if to == "json":
+            return dump_json(model_of(doc).model_dump(mode="json", exclude_none=True))
+        if to == "xml":
+            from mappings import municipal_xml
+
+            return municipal_xml.to_xml(model_of(doc))
+        bundle = bundle_of(doc)
+        if to == "fhir":
+            return dump_json(bundle)
+        return _riv(riv_contract_of(doc)).from_fhir(bundle)
+    except ConversionError:
+        raise
+    except ValidationError as exc:
+        raise ConversionError(describe_validation_error(exc)) from None
+    except (ValueError, KeyError) as exc:
+        raise ConversionError(one_line(str(exc))) from None
+
+
+def convert(data: bytes, to: Target) -> bytes:
+    """Read `data` in any supported format and write it as `to`."""
+    return write(read(data), to)
+
+
+def _riv(contract: str):
+    from importlib import import_module
+
+    return import_module({"care-services": "mappings.riv.care_services", "care-plans": "mappings.riv.care_plans"}[contract])
+
+
+def dump_json(obj: Any) -> bytes:
+    return (json.dumps(obj, ensure_ascii=False, indent=2) + "\n").encode("utf-8")
+
+
+def one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """The first problem of a pydantic error as one line: where, and what (personnummer masked)."""
+    from mappings.identifiers import mask_text
+
+    err = exc.errors()[0]
+    where = ".".join(str(p) for p in err["loc"]) or exc.title
+    msg = err["msg"].removeprefix("Value error, ")
+    more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    return one_line(mask_text(f"invalid {where}: {msg}{more}"))
