@@ -122,7 +122,7 @@ def _write_value(parent, name: str, tp: Any, value: Any, item: str) -> None:
 def _scalar_text(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, (dt.date, dt.datetime)):
+    if isinstance(value, (dt.date, dt.datetime, dt.time)):
         return value.isoformat()
     return str(value)
 
@@ -176,7 +176,7 @@ def _read_value(el, tp: Any) -> Any:
 
 # --- The XSD --------------------------------------------------------------------------
 
-_SCALARS = {str: "xs:string", bool: "xs:boolean", int: "xs:integer", float: "xs:decimal", dt.date: "xs:date"}
+_SCALARS = {str: "xs:string", bool: "xs:boolean", int: "xs:integer", float: "xs:decimal", dt.date: "xs:date", dt.datetime: "xs:dateTime", dt.time: "xs:time"}
 
 
 def generate_xsd(kind: str) -> str:
