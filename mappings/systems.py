@@ -71,3 +71,39 @@ PROFILE_DECISION_SERVICE_REQUEST = f"{BASE}/StructureDefinition/cb-decision-serv
 PROFILE_PROVIDER_TASK = f"{BASE}/StructureDefinition/cb-provider-task"
 PROFILE_DECISION_CAREPLAN = f"{BASE}/StructureDefinition/cb-decision-careplan"
 PROFILE_GOAL = f"{BASE}/StructureDefinition/cb-goal"
+
+# --- RIV-TA clinicalprocess:logistics:logistics 3 (GetCareServices 2.0, GetCarePlans 2.0) ---
+#: The HSA-id OID without its `urn:oid:` prefix (as RIV writes it in II/root).
+RIV_HSA_OID = "1.2.752.29.4.19"
+#: A RIV documentId is unique within its source system only, so the identifier system is this
+#: prefix + "/" + the percent-encoded sourceSystemHSAId (the assigner carries the HSA-id too).
+SID_RIV_DOCUMENT = f"{BASE}/sid/riv-document"
+#: careContactId (vårdkontakt) of a RIV document, as a logical Encounter identifier.
+SID_RIV_CARE_CONTACT = f"{BASE}/sid/riv-care-contact"
+#: II whose root is not an OID: system = this prefix + "/" + the percent-encoded root.
+SID_RIV_II_ROOT = f"{BASE}/sid/riv-ii-root"
+#: ASTM E1762 signature types (FHIR R4 signature-type value set).
+CS_SIGNATURE_TYPE = "urn:iso-astm:E1762-95:2013"
+SIGNATURE_VERIFICATION = "1.2.840.10065.1.12.1.5"
+CS_MIME_TYPE = "urn:ietf:bcp:13"
+EXT_DATA_ABSENT_REASON = "http://hl7.org/fhir/StructureDefinition/data-absent-reason"
+EXT_RIV_DOCUMENT_TITLE = f"{BASE}/StructureDefinition/riv-document-title"
+EXT_RIV_DOCUMENT_TIME = f"{BASE}/StructureDefinition/riv-document-time"
+EXT_RIV_APPROVED_FOR_PATIENT = f"{BASE}/StructureDefinition/riv-approved-for-patient"
+EXT_RIV_NULLIFIED = f"{BASE}/StructureDefinition/riv-nullified"
+EXT_RIV_SCOPE = f"{BASE}/StructureDefinition/riv-scope"
+EXT_RIV_HOUSING = f"{BASE}/StructureDefinition/riv-housing"
+EXT_RIV_CARE_UNIT = f"{BASE}/StructureDefinition/riv-care-unit"
+EXT_RIV_CARE_GIVER = f"{BASE}/StructureDefinition/riv-care-giver"
+EXT_RIV_CONTENT_ID = f"{BASE}/StructureDefinition/riv-content-id"
+#: A raw value kept verbatim where the FHIR datatype cannot hold it (e.g. a CV code with spaces).
+EXT_RIV_RAW = f"{BASE}/StructureDefinition/riv-raw"
+#: II root kept verbatim where the identifier system alone would be ambiguous.
+EXT_RIV_II_ROOT = f"{BASE}/StructureDefinition/riv-ii-root"
+EXT_RIV_CODE_SYSTEM_NAME = f"{BASE}/StructureDefinition/riv-code-system-name"
+#: The response's `result` (complex: resultCode, errorCode, logId, subCode, message) on Bundle.meta.
+EXT_RIV_RESULT = f"{BASE}/StructureDefinition/riv-result"
+#: An element present but empty in RIV (FHIR strings cannot be empty); valueString = RIV path.
+EXT_RIV_EMPTY = f"{BASE}/StructureDefinition/riv-empty"
+#: A foreign-namespace element (`xs:any ##other`) kept as XML (complex: path, xml).
+EXT_RIV_FOREIGN = f"{BASE}/StructureDefinition/riv-foreign-xml"
