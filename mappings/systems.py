@@ -107,3 +107,10 @@ EXT_RIV_RESULT = f"{BASE}/StructureDefinition/riv-result"
 EXT_RIV_EMPTY = f"{BASE}/StructureDefinition/riv-empty"
 #: A foreign-namespace element (`xs:any ##other`) kept as XML (complex: path, xml).
 EXT_RIV_FOREIGN = f"{BASE}/StructureDefinition/riv-foreign-xml"
+
+# --- Compliance engine (adapter/compliance) ------------------------------------------
+#: Names the check behind each OperationOutcome issue (invariant key or carebridge rule id).
+CS_COMPLIANCE_RULE = f"{BASE}/CodeSystem/compliance-rule"
+#: HL7 Sweden security label codes (CS_SECURITY_LABEL_SE) that withhold address and contact data.
+SECURITY_SKYDDAD_FOLKBOKFORING = "skyddadFolkbokforing"
+SECURITY_SEKRETESSMARKERING = "sekretessmarkering"

@@ -1,0 +1,616 @@
+"""Layer 1: base FHIR R4 validity of any resource, Bundles included, against the compiled rules.
+
+One pass over the JSON: unknown elements, JSON shapes, cardinality, primitive formats, choice
+types, required bindings, codes of known CodeSystems, extensions, narrative, contained
+resources, references (local, inside Bundles and Parameters) and the FHIRPath invariants of
+every element, data type and resource.
+"""
+
+from __future__ import annotations
+
+import calendar
+import re
+from typing import Any, Callable
+
+from adapter.compliance import extras, fhirpath, narrative
+from adapter.compliance.context import ValidationContext
+from adapter.compliance.model import Field, Invariant, Rules, TypeRule, rules
+from adapter.compliance.outcome import issue
+
+_REL_REF = re.compile(r"^(?:(?P<base>https?://.+)/)?(?P<type>[A-Z][A-Za-z]+)/(?P<id>[A-Za-z0-9\-\.]{1,64})(?:/_history/(?P<version>[A-Za-z0-9\-\.]{1,64}))?$")
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
+_UUID = re.compile(r"^urn:uuid:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}(#.*)?$")
+_THO = "http://terminology.hl7.org/"
+_OID = re.compile(r"^urn:oid:[0-2](\.(0|[1-9][0-9]*))+$")
+_HTML_IN_MD = re.compile(r"<[A-Za-z/!]")
+_EXAMPLE_HOST = re.compile(r"^https?://([^/]*\.)?(example\.(org|com|net)|acme\.(com|org))(/|:|$)")
+_INT_MIN, _INT_MAX = -2147483648, 2147483647
+_DATE_TYPES = frozenset({"date", "dateTime", "instant"})
+_URI_TYPES = frozenset({"uri", "url", "canonical", "oid", "uuid"})
+_STRING_TYPES = frozenset({"string", "markdown"})
+_LOCAL_ROOTS = ("contained",)
+
+
+class BundleScope:
+    """Entries of one Bundle (or Parameters) for resolving references made inside it."""
+
+    __slots__ = ("kind", "btype", "by_url", "by_type_id", "refs", "owner")
+
+    def __init__(self, kind: str, btype: str | None, owner: dict) -> None:
+        self.owner = owner
+        self.kind = kind
+        self.btype = btype
+        self.by_url: dict[str, dict] = {}
+        self.by_type_id: dict[tuple[str, str], dict] = {}
+        self.refs: list[tuple[str, str, Field, str | None]] = []
+
+    def add(self, full_url: Any, res: Any) -> None:
+        if not isinstance(res, dict):
+            return
+        if isinstance(full_url, str):
+            self.by_url.setdefault(full_url, res)
+        rt, rid = res.get("resourceType"), res.get("id")
+        if isinstance(rt, str) and isinstance(rid, str):
+            self.by_type_id.setdefault((rt, rid), res)
+
+    def find(self, ref: str, full_url: str | None) -> dict | None:
+        hit = self.by_url.get(ref)
+        if hit is not None:
+            return hit
+        m = _REL_REF.match(ref)
+        if m is None:
+            return None
+        if m.group("base") is None and full_url and full_url.startswith("http"):
+            base = _REL_REF.match(full_url)
+            if base and base.group("base"):
+                hit = self.by_url.get(f"{base.group('base')}/{m.group('type')}/{m.group('id')}")
+                if hit is not None:
+                    return hit
+        return self.by_type_id.get((m.group("type"), m.group("id")))
+
+
+class Walker:
+    """Walks one payload and collects OperationOutcome issues."""
+
+    def __init__(self, ctx: ValidationContext, extra_codesystems: Callable[[str], Any] | None = None,
+                 extra_extensions: Callable[[str], Any] | None = None) -> None:
+        self.R: Rules = rules()
+        self.ctx = ctx
+        self.issues: list[dict] = []
+        self.res: dict | None = None
+        self.root: dict | None = None
+        self.scopes: list[BundleScope] = []
+        self.entry_url: str | None = None
+        self.local_refs: set[str] | None = None
+        self.external_seen: set[str] = set()
+        self.failed_invariants: set[str] = set()
+        self.extra_codesystems = extra_codesystems or (lambda url: None)
+        self.extra_extensions = extra_extensions or (lambda url: None)
+        self.resources: list[tuple[dict, str]] = []  # every resource met, with its path
+
+    # --- reporting ---------------------------------------------------------------
+    def add(self, severity: str, code: str, path: str, text: str, rule: str | None = None) -> None:
+        self.issues.append(issue(severity, code, path, text, rule))
+
+    def error(self, path: str, text: str, code: str = "structure", rule: str | None = None) -> None:
+        self.issues.append(issue("error", code, path, text, rule))
+
+    # --- resources ---------------------------------------------------------------
+    def resource(self, res: Any, path: str, *, contained: bool = False) -> None:
+        """Check one resource (top level, Bundle entry, parameter or contained)."""
+        if not isinstance(res, dict):
+            self.error(path, "a resource must be a JSON object", "structure", "json-shape")
+            return
+        rt = res.get("resourceType")
+        if not isinstance(rt, str):
+            self.error(path, "the resource has no resourceType", "required", "resource-type")
+            return
+        if rt not in self.R.resource_types:
+            self.error(path, f"unknown resource type '{rt}'", "structure", "resource-type")
+            return
+        t = self.R.type(rt)
+        saved = (self.res, self.root, self.local_refs)
+        self.res = res
+        if not contained:
+            self.root = res
+            self.local_refs = set()
+        self.resources.append((res, path))
+        scope = None
+        if rt in ("Bundle", "Parameters"):
+            scope = self._open_scope(res, rt)
+        self.obj(res, t, path)
+        if not contained and "contained" in res:
+            self._contained(res, path)
+        if scope is not None:
+            self.scopes.pop()
+            self._close_scope(scope)
+        self.res, self.root, self.local_refs = saved
+
+    def _open_scope(self, res: dict, rt: str) -> BundleScope:
+        scope = BundleScope(rt, res.get("type") if rt == "Bundle" else None, res)
+        if rt == "Bundle":
+            for e in res.get("entry") or ():
+                if isinstance(e, dict):
+                    scope.add(e.get("fullUrl"), e.get("resource"))
+        else:
+            todo = list(res.get("parameter") or ())
+            while todo:
+                p = todo.pop()
+                if isinstance(p, dict):
+                    r = p.get("resource")
+                    if isinstance(r, dict):
+                        scope.add(None, r)
+                    todo.extend(p.get("part") or ())
+        self.scopes.append(scope)
+        return scope
+
+    def _close_scope(self, scope: BundleScope) -> None:
+        transactional = scope.btype in ("transaction", "batch")
+        for path, ref, f, full_url in scope.refs:
+            target = scope.find(ref, full_url)
+            if target is None:
+                if ref.startswith("urn:"):
+                    if transactional:
+                        self.error(path, f"reference '{ref}' does not resolve to an entry of the Bundle", "not-found", "bundle-reference")
+                    else:
+                        self.add("warning", "not-found", path, f"URN reference '{ref}' is not contained in the Bundle", "bundle-reference")
+                elif scope.kind == "Parameters" and _REL_REF.match(ref) and not ref.startswith("http"):
+                    self.error(path, f"unable to resolve resource with reference '{ref}' among the parameters", "structure", "parameters-reference")
+                continue
+            rtype = target.get("resourceType")
+            if f.targets and rtype not in f.targets:
+                self.error(path, f"the reference points to a {rtype}, which is not a valid target here (allowed: {', '.join(sorted(f.targets))})", "structure", "reference-target")
+
+    def _contained(self, res: dict, path: str) -> None:
+        back_refs = self.local_refs or set()
+        for i, c in enumerate(res.get("contained") or ()):
+            if not isinstance(c, dict):
+                continue
+            cpath = f"{path}.contained[{i}]"
+            if "contained" in c:
+                self.error(cpath, "Constraint failed: dom-2: 'If the resource is contained in another resource, it SHALL NOT contain nested Resources'", "invariant", "dom-2")
+            meta = c.get("meta") if isinstance(c.get("meta"), dict) else {}
+            if "versionId" in meta or "lastUpdated" in meta:
+                self.error(cpath, "Constraint failed: dom-4: 'If a resource is contained in another resource, it SHALL NOT have a meta.versionId or a meta.lastUpdated'", "invariant", "dom-4")
+            if "security" in meta:
+                self.error(cpath, "Constraint failed: dom-5: 'If a resource is contained in another resource, it SHALL NOT have a security label'", "invariant", "dom-5")
+            cid = c.get("id")
+            if isinstance(cid, str) and ("#" + cid) not in back_refs and "#" not in back_refs:
+                self.error(cpath, f"Constraint failed: dom-3: the contained resource '{cid}' is not referenced from elsewhere in the containing resource nor does it refer to the containing resource", "invariant", "dom-3")
+
+    # --- complex values -----------------------------------------------------------
+    def obj(self, node: Any, t: TypeRule, path: str) -> None:
+        """Check a JSON object against a type's fields, cardinalities and invariants."""
+        if not isinstance(node, dict):
+            self.error(path, f"expected a JSON object for {t.name}, found {_json_kind(node)}", "structure", "json-shape")
+            return
+        fields = t.fields
+        present: dict[str, int] = {}
+        is_resource = t.kind == "resource"
+        content = False
+        entry_saved = None
+        if t.name == "Bundle.entry":
+            entry_saved = self.entry_url
+            fu = node.get("fullUrl")
+            self.entry_url = fu if isinstance(fu, str) else None
+        for key, val in node.items():
+            f = fields.get(key)
+            if f is None:
+                if key[:1] == "_":
+                    if self._primitive_extension(node, key, val, t, path, present):
+                        content = True
+                    continue
+                if key == "resourceType" and is_resource:
+                    continue
+                self.error(path, f"Unrecognized property '{key}'", "structure", "unknown-element")
+                continue
+            if key != "id":
+                content = True
+            name = f.name
+            if f.choice and name in present:
+                self.error(f"{path}.{name}", f"only one type of {name}[x] may be present", "structure", "choice")
+                continue
+            if f.max == 0:
+                self.error(f"{path}.{name}", f"{t.name}.{name}: maximum allowed = 0, but found {len(val) if isinstance(val, list) else 1}", "structure", "cardinality")
+                continue
+            if f.is_list:
+                if not isinstance(val, list):
+                    self.error(f"{path}.{name}", f"property '{key}' must be a JSON array, not {_json_kind(val)}", "structure", "json-shape")
+                    val = [val]
+                elif not val:
+                    self.error(f"{path}.{name}", "Array cannot be empty - the property should not be present if it has no values", "invalid", "empty-array")
+                    continue
+                present[name] = max(present.get(name, 0), len(val))
+                if f.max > 1 and len(val) > f.max:
+                    self.error(f"{path}.{name}", f"{t.name}.{name}: max allowed = {f.max}, but found {len(val)}", "structure", "cardinality")
+                for i, item in enumerate(val):
+                    if item is None and f.primitive is not None:
+                        continue  # value supplied by the `_key` array (checked there)
+                    self.value(item, f, f"{path}.{name}[{i}]")
+            else:
+                if isinstance(val, list):
+                    self.error(f"{path}.{name}", f"property '{key}' must be a single value, not an array (max cardinality 1)", "structure", "cardinality")
+                    continue
+                present[name] = 1
+                self.value(val, f, f"{path}.{name}.ofType({f.type})" if f.choice else f"{path}.{name}")
+        if entry_saved is not None or t.name == "Bundle.entry":
+            self.entry_url = entry_saved
+        if not content and not is_resource:
+            self.error(path, "Constraint failed: ele-1: 'All FHIR elements must have a @value or children'", "invariant", "ele-1")
+        for name, mn in t.required:
+            if present.get(name, 0) < mn:
+                self.error(path if name not in t.names or not present.get(name) else f"{path}.{name}",
+                           f"{t.name}.{name}: minimum required = {mn}, but only found {present.get(name, 0)}", "required", "cardinality")
+        hook = extras.TYPE_HOOKS.get(t.name)
+        if hook is not None:
+            hook(self, node, path)
+        for inv in t.invariants:
+            if inv.fn is not None:
+                self.invariant(inv, node, path)
+
+    def value(self, item: Any, f: Field, path: str) -> None:
+        """Check one occurrence of a field."""
+        if f.primitive is not None:
+            self.primitive(item, f, path)
+            if f.binding is not None and f.strength == "required" and isinstance(item, str):
+                codes = self.R.valueset_codes(f.binding)
+                if codes is not None and item not in codes:
+                    self.error(path, f"The value '{item}' is not in the required value set {f.binding}", "code-invalid", "binding")
+        else:
+            tname = f.type
+            if tname == "Resource":
+                self.resource(item, path, contained=f.name == "contained")
+            elif tname == "Extension":
+                self.extension(item, path, modifier=f.name == "modifierExtension")
+            else:
+                t = self.R.type(f.tkey)
+                if t is None:
+                    self.error(path, f"no definition for type {f.tkey}", "structure", "definition")
+                    return
+                self.obj(item, t, path)
+                if isinstance(item, dict):
+                    if tname == "Reference":
+                        self.reference(item, f, path)
+                    elif tname == "Coding":
+                        self.coding(item, path)
+                        if f.binding is not None and f.strength == "required":
+                            self.coding_binding([item], f.binding, path, is_concept=False)
+                    elif tname == "CodeableConcept":
+                        codings = item.get("coding")
+                        if f.binding is not None and f.strength == "required":
+                            self.coding_binding(codings if isinstance(codings, list) else [], f.binding, path, is_concept=True)
+        for inv in f.invariants:
+            if inv.fn is not None:
+                self.invariant(inv, item, path)
+
+    # --- primitives -----------------------------------------------------------------
+    def primitive(self, v: Any, f: Field, path: str) -> None:
+        p = f.primitive
+        kind = p.json
+        if kind == "string":
+            if not isinstance(v, str):
+                self.error(path, f"the value of {f.type} must be a JSON string, found {_json_kind(v)}", "structure", "json-shape")
+                return
+            if not v:
+                self.error(path, "@value cannot be empty", "invalid", "format")
+                return
+            tname = p.name
+            if tname in _STRING_TYPES:
+                if _CONTROL.search(v):
+                    self.error(path, f"the {tname} contains an illegal control character", "invalid", "format")
+                elif tname == "markdown" and _HTML_IN_MD.search(v):
+                    self.add("warning", "invalid", path, "The markdown contains content that appears to be an embedded HTML tag; it will (or SHOULD) be escaped by the presentation layer", "markdown-html")
+                if len(v) > 1048576:
+                    self.error(path, "string values are limited to 1 MB", "too-long", "format")
+                return
+            if tname == "xhtml":
+                for key, text in narrative.problems(v):
+                    self.error(path, text, "invalid" if "well-formed" in text else "invariant", key)
+                return
+            if tname == "base64Binary":
+                if not extras.base64_ok(v):
+                    self.error(path, f"Not a valid base64Binary value", "invalid", "format")
+                return
+            rx = p.regex
+            if rx is not None and rx.fullmatch(v) is None:
+                if tname == "id":
+                    why = f"Too long ({len(v)} chars)" if len(v) > 64 else f"Invalid Characters ('{v}')"
+                    self.error(path, f"Invalid {'Resource ' if path.endswith('.id') else ''}id: {why}", "invalid", "format")
+                else:
+                    self.error(path, f"Not a valid {tname} format: '{_clip(v)}'", "invalid", "format")
+                return
+            if tname in _DATE_TYPES:
+                if len(v) >= 10 and not _real_date(v):
+                    self.error(path, f"Not a valid {tname}: '{v}' is not a calendar date", "invalid", "format")
+            elif tname in _URI_TYPES:
+                self._uri(v, tname, path)
+        elif kind == "boolean":
+            if not isinstance(v, bool):
+                self.error(path, f"the value of boolean must be JSON true or false, found {_json_kind(v)}", "structure", "json-shape")
+        elif kind == "integer":
+            if isinstance(v, bool) or not isinstance(v, int):
+                if isinstance(v, float) and v.is_integer():
+                    return
+                self.error(path, f"the value of {p.name} must be a JSON integer, found {_json_kind(v)}", "structure", "json-shape")
+                return
+            if v < _INT_MIN or v > _INT_MAX:
+                self.error(path, f"integer value {v} is outside the 32-bit range", "invalid", "format")
+            elif p.name == "positiveInt" and v < 1:
+                self.error(path, f"positiveInt must be at least 1, found {v}", "invalid", "format")
+            elif p.name == "unsignedInt" and v < 0:
+                self.error(path, f"unsignedInt must not be negative, found {v}", "invalid", "format")
+        else:  # decimal
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                self.error(path, f"the value of decimal must be a JSON number, found {_json_kind(v)}", "structure", "json-shape")
+
+    def _uri(self, v: str, tname: str, path: str) -> None:
+        if v[0] == "#":
+            if self.local_refs is not None:
+                self.local_refs.add(v)
+        elif v.startswith("urn:uuid:"):
+            if not _UUID.match(v):
+                self.error(path, f"UUIDs must be valid and lowercase ({v[9:]})", "invalid", "format")
+        elif v.startswith("urn:oid:"):
+            if not _OID.match(v):
+                self.error(path, f"OIDs must be valid ({v})", "invalid", "format")
+        elif tname == "url" and self.ctx.forbid_example_urls and _EXAMPLE_HOST.match(v):
+            self.error(path, f"Example URLs are not allowed in this context ({v})", "invalid", "example-url")
+
+    def _primitive_extension(self, node: dict, key: str, val: Any, t: TypeRule, path: str, present: dict[str, int]) -> bool:
+        """A `_name` property: the id/extensions of a primitive. True if it carries content."""
+        f = t.fields.get(key[1:])
+        if f is None or f.primitive is None:
+            self.error(path, f"Unrecognized property '{key}'", "structure", "unknown-element")
+            return False
+        name = f.name
+        vpath = f"{path}.{name}"
+        base_val = node.get(key[1:])
+        if f.is_list:
+            if not isinstance(val, list):
+                self.error(vpath, f"property '{key}' must be a JSON array", "structure", "json-shape")
+                return False
+            if base_val is not None and (not isinstance(base_val, list) or len(base_val) != len(val)):
+                self.error(vpath, f"the arrays '{key[1:]}' and '{key}' must have the same length", "structure", "json-shape")
+            for i, item in enumerate(val):
+                have_value = isinstance(base_val, list) and i < len(base_val) and base_val[i] is not None
+                if item is None:
+                    if not have_value:
+                        self.error(f"{vpath}[{i}]", "an array item has neither a value nor extensions", "structure", "ele-1")
+                    continue
+                self._ext_holder(item, f"{vpath}[{i}]", f, have_value)
+            if base_val is None:
+                present[name] = max(present.get(name, 0), len(val))
+        else:
+            if isinstance(val, list):
+                self.error(vpath, f"property '{key}' must be a single object", "structure", "json-shape")
+                return False
+            self._ext_holder(val, vpath if not f.choice else f"{vpath}.ofType({f.type})", f, base_val is not None)
+            if base_val is None:
+                if f.choice and name in present:
+                    self.error(vpath, f"only one type of {name}[x] may be present", "structure", "choice")
+                present[name] = 1
+        return True
+
+    def _ext_holder(self, item: Any, path: str, f: Field, has_value: bool) -> None:
+        if not isinstance(item, dict):
+            self.error(path, "the extension part of a primitive must be a JSON object", "structure", "json-shape")
+            return
+        for k in item:
+            if k not in ("id", "extension"):
+                self.error(path, f"The property '{f.name}' is invalid: unrecognized property '{k}' in the primitive's extension object", "invalid", "unknown-element")
+        exts = item.get("extension")
+        if isinstance(exts, list):
+            for i, e in enumerate(exts):
+                self.extension(e, f"{path}.extension[{i}]", modifier=False)
+        elif exts is not None:
+            self.error(path + ".extension", "property 'extension' must be a JSON array", "structure", "json-shape")
+        if not has_value and not exts:
+            self.error(path, "Constraint failed: ele-1: 'All FHIR elements must have a @value or children'", "invariant", "ele-1")
+        if not has_value and f.binding is not None and f.strength == "required" and f.type == "code":
+            self.error(path, f"No code provided, and a code is required from the value set {f.binding}", "code-invalid", "binding")
+
+    # --- extensions -------------------------------------------------------------------
+    def extension(self, ext: Any, path: str, *, modifier: bool, parent: dict | None = None, nested: bool = False) -> None:
+        """Check an Extension: structure, ext-1, and its definition when known.
+
+        `nested` marks a sub-extension of a complex extension; `parent` is that extension's
+        definition (None when the parent is unknown, in which case children are not judged).
+        """
+        t = self.R.type("Extension")
+        if not isinstance(ext, dict):
+            self.error(path, f"an extension must be a JSON object, found {_json_kind(ext)}", "structure", "json-shape")
+            return
+        value_key = None
+        for k in ext:
+            if k.startswith("value") or k.startswith("_value"):
+                value_key = k.lstrip("_")
+                break
+        subs = ext.get("extension")
+        self.obj({k: v for k, v in ext.items() if k != "extension"} if subs is not None else ext, t, path)
+        has_value = value_key is not None
+        has_ext = isinstance(subs, list) and bool(subs)
+        if subs is not None and not isinstance(subs, list):
+            self.error(f"{path}.extension", "property 'extension' must be a JSON array", "structure", "json-shape")
+        elif subs == []:
+            self.error(f"{path}.extension", "Array cannot be empty - the property should not be present if it has no values", "invalid", "empty-array")
+        if has_value == has_ext:
+            self.error(path, "Constraint failed: ext-1: 'Must have either extensions or value[x], not both'", "invariant", "ext-1")
+        url = ext.get("url")
+        definition = None
+        if isinstance(url, str):
+            if nested and ":" not in url:
+                definition = ((parent or {}).get("children") or {}).get(url)
+            else:
+                definition = self.R.extension(url) or self.extra_extensions(url)
+                if definition is None and not nested and not url.startswith(self.ctx.extension_domains):
+                    if modifier:
+                        self.error(path, f"The modifier extension {url} is not known, so the resource cannot be safely processed", "structure", "extension-unknown")
+                    else:
+                        self.error(path, f"The extension {url} could not be found so is not allowed here", "structure", "extension-unknown")
+        if has_ext:
+            for i, sub in enumerate(subs):
+                self.extension(sub, f"{path}.extension[{i}]", modifier=False, parent=definition, nested=True)
+        if definition is None:
+            return
+        allowed = definition.get("value")
+        if has_value and allowed is not None:
+            vtype_code = self._suffix_type(value_key[5:])
+            if vtype_code not in allowed:
+                kinds = ", ".join(allowed) if allowed else "no value (a complex extension)"
+                self.error(path, f"The Extension '{url}' definition allows for the types [{kinds}] but found type {vtype_code}", "structure", "extension-type")
+            elif definition.get("binding") and isinstance(ext.get(value_key), (str, dict)):
+                self._ext_binding(ext[value_key], vtype_code, definition["binding"], f"{path}.value.ofType({vtype_code})")
+        elif not has_value and definition.get("valueMin", 0) > 0 and not has_ext:
+            self.error(path, f"The Extension '{url}' requires a value", "structure", "extension-type")
+        if has_ext and definition.get("noChildren"):
+            self.error(path, f"The Extension '{url}' does not allow nested extensions", "structure", "extension-type")
+        children = definition.get("children")
+        if children and isinstance(subs, list):
+            counts: dict[str, int] = {}
+            for sub in subs:
+                if isinstance(sub, dict) and isinstance(sub.get("url"), str):
+                    counts[sub["url"]] = counts.get(sub["url"], 0) + 1
+            for child_url, spec in children.items():
+                n = counts.get(child_url, 0)
+                if n < spec.get("min", 0):
+                    self.error(path, f"The Extension '{url}' requires the sub-extension '{child_url}'", "structure", "extension-type")
+                if spec.get("max", -1) >= 0 and n > spec["max"]:
+                    self.error(path, f"The Extension '{url}' allows at most {spec['max']} '{child_url}'", "structure", "extension-type")
+
+    def _suffix_type(self, suffix: str) -> str:
+        """The type code of a `value[x]` suffix: 'DateTime' -> 'dateTime', 'Quantity' -> 'Quantity'."""
+        low = suffix[:1].lower() + suffix[1:]
+        return low if low in self.R.primitives else suffix
+
+    def _ext_binding(self, value: Any, vtype: str, vs_url: str, path: str) -> None:
+        if vtype == "code" and isinstance(value, str):
+            codes = self.R.valueset_codes(vs_url)
+            if codes is not None and value not in codes:
+                self.error(path, f"The value '{value}' is not in the required value set {vs_url}", "code-invalid", "binding")
+        elif vtype in ("Coding", "CodeableConcept") and isinstance(value, dict):
+            codings = [value] if vtype == "Coding" else value.get("coding") or []
+            self.coding_binding(codings, vs_url, path, is_concept=vtype == "CodeableConcept")
+
+    # --- terminology ---------------------------------------------------------------------
+    def coding(self, c: dict, path: str) -> None:
+        """A Coding's code must exist in its CodeSystem when that CodeSystem is known here."""
+        system, code = c.get("system"), c.get("code")
+        if not isinstance(system, str) or not isinstance(code, str):
+            return
+        known = self.R.codesystem(system)
+        if known is None:
+            known = self.extra_codesystems(system)
+        if known is not None:
+            case, codes = known
+            if (code if case else code.lower()) not in codes:
+                # terminology.hl7.org code systems grow after R4 4.0.1 was published: a code
+                # missing from the R4 copy may be valid in the current edition, so only warn.
+                severity = "warning" if system.startswith(_THO) else "error"
+                self.add(severity, "code-invalid", f"{path}.code", f"Unknown code '{code}' in the CodeSystem '{system}'", "unknown-code")
+        elif system not in self.external_seen:
+            self.external_seen.add(system)
+            self.add("information", "informational", f"{path}.system",
+                     f"Codes from '{system}' are not checked: the code system is external (e.g. SNOMED CT, LOINC) or unknown, and no terminology server is used", "external-terminology")
+
+    def coding_binding(self, codings: list, vs_url: str, path: str, *, is_concept: bool) -> None:
+        vs = self.R.valueset(vs_url)
+        if vs is None:
+            return
+        real = [c for c in codings if isinstance(c, dict) and (c.get("code") is not None or c.get("system") is not None)]
+        if not real:
+            self.error(path, f"No code provided, and a code is required from the value set {vs_url}", "code-invalid", "binding")
+            return
+        for c in real:
+            codes = vs.get(c.get("system"))
+            if codes is not None and c.get("code") in codes:
+                return
+        first = real[0]
+        what = "None of the codings provided are" if is_concept and len(real) > 1 else f"The Coding provided ({first.get('system')}#{first.get('code')}) is not"
+        self.error(path, f"{what} in the value set {vs_url}, and a code from this value set is required", "code-invalid", "binding")
+
+    # --- references -------------------------------------------------------------------------
+    def reference(self, ref: dict, f: Field, path: str) -> None:
+        r = ref.get("reference")
+        if not isinstance(r, str):
+            return
+        if r.startswith("#"):
+            if self.local_refs is not None:
+                self.local_refs.add(r)
+            if r == "#":
+                return
+            target = None
+            for c in (self.root or {}).get("contained") or ():
+                if isinstance(c, dict) and c.get("id") == r[1:]:
+                    target = c
+                    break
+            if target is None:
+                self.error(path, f"Constraint failed: ref-1: the local reference '{r}' does not resolve to a contained resource", "invariant", "ref-1")
+            elif f.targets and target.get("resourceType") not in f.targets:
+                self.error(path, f"the reference points to a {target.get('resourceType')}, which is not a valid target here (allowed: {', '.join(sorted(f.targets))})", "structure", "reference-target")
+            return
+        m = _REL_REF.match(r)
+        if m is not None:
+            rtype = m.group("type")
+            if rtype not in self.R.resource_types:
+                if m.group("base") is None:
+                    self.error(path, f"the reference '{r}' names an unknown resource type '{rtype}'", "structure", "reference-target")
+                    return
+            elif f.targets and rtype not in f.targets:
+                self.error(path, f"The type '{rtype}' implied by the reference URL {r} is not a valid target for this element (must be one of {', '.join(sorted(f.targets))})", "structure", "reference-target")
+                return
+        if self.scopes:
+            scope = self.scopes[-1]
+            if scope.kind == "Parameters" and self.res is scope.owner:
+                return  # a parameter's own valueReference may point anywhere
+            scope.refs.append((path, r, f, self.entry_url))
+
+    def resolve(self, item: Any, env: fhirpath.Env) -> Any:
+        """FHIRPath resolve(): contained, then the enclosing Bundle/Parameters."""
+        r = item.get("reference") if isinstance(item, dict) else item
+        if not isinstance(r, str):
+            return None
+        if r.startswith("#"):
+            for c in (env.root or {}).get("contained") or ():
+                if isinstance(c, dict) and c.get("id") == r[1:]:
+                    return c
+            return None
+        if self.scopes:
+            return self.scopes[-1].find(r, self.entry_url)
+        return None
+
+    # --- invariants ---------------------------------------------------------------------------
+    def invariant(self, inv: Invariant, node: Any, path: str) -> None:
+        env = fhirpath.Env(self.res, self.root, node, node, 0, self.resolve, narrative.html_ok)
+        try:
+            verdict = fhirpath.truth(inv.fn([node], env))
+        except fhirpath.EvalError as exc:
+            if inv.key not in self.failed_invariants:
+                self.failed_invariants.add(inv.key)
+                self.add("information", "informational", path, f"Invariant {inv.key} could not be evaluated here ({exc}); not checked", inv.key)
+            return
+        if verdict is not True:
+            sev = "error" if inv.severity == "error" else "warning"
+            self.add(sev, "invariant", path, f"Constraint failed: {inv.key}: '{inv.human}'", inv.key)
+
+
+def _json_kind(v: Any) -> str:
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return "a boolean"
+    if isinstance(v, (int, float)):
+        return "a number"
+    if isinstance(v, str):
+        return "a string"
+    if isinstance(v, list):
+        return "an array"
+    return "an object"
+
+
+def _clip(v: str) -> str:
+    return v if len(v) <= 60 else v[:57] + "..."
+
+
+def _real_date(v: str) -> bool:
+    y, m, d = int(v[0:4]), int(v[5:7]), int(v[8:10])
+    return d <= calendar.monthrange(y, m)[1]
