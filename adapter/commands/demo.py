@@ -90,8 +90,8 @@ def _run_one(client, path: Path) -> Outcome:
         out.created = sum(e["response"]["status"].startswith("201") for e in first["entry"])
         second = _post(client, bundle)
         out.resend_created = sum(e["response"]["status"].startswith("201") for e in second["entry"])
-        read_back = _read_back(client, first)
-        out.round_trip = conversion.model_of(conversion.Document("fhir", bundle=read_back)) == model
+        stored = read_back(client, first)
+        out.round_trip = conversion.model_of(conversion.Document("fhir", bundle=stored)) == model
         if not out.round_trip:
             out.problem = "read back differs from the source"
     except conversion.ConversionError as exc:
@@ -108,7 +108,7 @@ def _post(client, bundle: dict) -> dict:
     return response.json()
 
 
-def _read_back(client, response_bundle: dict) -> dict:
+def read_back(client, response_bundle: dict) -> dict:
     """A collection Bundle of every resource the transaction created, read from the server."""
     entries = []
     for entry in response_bundle["entry"]:
