@@ -16,6 +16,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "convert": ("adapter.commands.convert", "convert documents between canonical JSON, municipal XML, RIV-TA XML and FHIR"),
     "validate": ("adapter.commands.validate", "check FHIR payloads: base R4, carebridge profiles, Swedish rules"),
     "demo": ("adapter.commands.demo", "the main job on embedded defaults: convert, send, read back, summarise"),
+    "send": ("adapter.commands.send", "convert, validate, enqueue and deliver documents to a regional FHIR server"),
+    "worker": ("adapter.commands.worker", "deliver queued messages to a regional FHIR server (many may share one outbox)"),
+    "outbox": ("adapter.commands.outbox", "list messages and dead letters; replay (optionally edited) or discard"),
+    "bench": ("adapter.commands.bench", "run the benchmarks under benchmarks/ (e.g. `bench gateway`)"),
 }
 
 

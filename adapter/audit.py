@@ -1,0 +1,121 @@
+"""AuditEvents: who sent what about which person, on behalf of which organisation, with what outcome.
+
+Stored as FHIR R4 AuditEvent JSON in the ``audit_events`` table of the outbox database, so they
+commit in the same transaction as the state change they describe. The person appears only as
+the outbox's person key (an HMAC, see ``adapter.outbox.subjects``) and a masked personnummer.
+
+    event = transfer_event(...)          # build
+    record(connection, event, ...)       # store (inside the caller's transaction)
+    events(connection, person_key=...)   # read back, newest first
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import uuid
+from typing import Any
+
+from sqlalchemy import Connection, insert, select
+
+from adapter.outbox.schema import audit_events
+from mappings import systems
+
+#: Identifier systems for what AuditEvents point at (could move to mappings.systems).
+SID_PERSON_KEY = f"{systems.BASE}/sid/person-key"
+SID_OUTBOX_MESSAGE = f"{systems.BASE}/sid/outbox-message"
+SID_SYSTEM = f"{systems.BASE}/sid/system"
+CS_AUDIT_DETAIL = f"{systems.BASE}/CodeSystem/audit-detail"
+DCM = "http://dicom.nema.org/resources/ontology/DCM"
+RESTFUL = "http://hl7.org/fhir/restful-interaction"
+ENTITY_TYPE = "http://terminology.hl7.org/CodeSystem/audit-entity-type"
+OBJECT_ROLE = "http://terminology.hl7.org/CodeSystem/object-role"
+SOURCE_TYPE = "http://terminology.hl7.org/CodeSystem/security-source-type"
+#: AuditEvent.outcome codes.
+SUCCESS, MINOR_FAILURE, SERIOUS_FAILURE = "0", "4", "8"
+#: AuditEvent.action per carebridge action.
+ACTION_CODE = {"transfer": "E", "reject": "E", "replay": "U", "edit": "U", "discard": "D", "access": "R"}
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def transfer_event(*, action: str, outcome: str, outcome_text: str, interaction: str, destination: str,
+                   person_key: str | None, person_label: str | None, organisation: str | None,
+                   message_id: int | None, correlation_id: str | None, actor: str = "carebridge",
+                   details: dict[str, str] | None = None, recorded: dt.datetime | None = None) -> dict[str, Any]:
+    """An AuditEvent for one transfer (or rejection, replay, edit, discard) of an outbox message."""
+    agents: list[dict[str, Any]] = [
+        {"type": {"coding": [{"system": DCM, "code": "110150", "display": "Application"}]},
+         "who": {"identifier": {"system": SID_SYSTEM, "value": "carebridge"}, "display": actor},
+         "requestor": True},
+        {"type": {"coding": [{"system": DCM, "code": "110152", "display": "Destination Role ID"}]},
+         "who": {"display": destination}, "requestor": False,
+         "network": {"address": destination, "type": "5"}},
+    ]
+    if organisation:
+        agents.append({"who": {"identifier": {"system": _organisation_system(organisation), "value": organisation}},
+                       "requestor": False,
+                       "role": [{"text": "responsible organisation"}]})
+    entities: list[dict[str, Any]] = []
+    if person_key:
+        person: dict[str, Any] = {
+            "what": {"identifier": {"system": SID_PERSON_KEY, "value": person_key}},
+            "type": {"system": ENTITY_TYPE, "code": "1", "display": "Person"},
+            "role": {"system": OBJECT_ROLE, "code": "1", "display": "Patient"},
+        }
+        if person_label:
+            person["name"] = person_label
+        entities.append(person)
+    if message_id is not None:
+        detail = [{"type": "correlation-id", "valueString": correlation_id or ""}]
+        detail += [{"type": k, "valueString": str(v)} for k, v in (details or {}).items()]
+        entities.append({
+            "what": {"identifier": {"system": SID_OUTBOX_MESSAGE, "value": str(message_id)}},
+            "type": {"system": ENTITY_TYPE, "code": "2", "display": "System Object"},
+            "role": {"system": OBJECT_ROLE, "code": "3", "display": "Report"},
+            "detail": detail,
+        })
+    return {
+        "resourceType": "AuditEvent",
+        "id": str(uuid.uuid4()),
+        "type": {"system": DCM, "code": "110106", "display": "Export"},
+        "subtype": [{"system": RESTFUL, "code": interaction}],
+        "action": ACTION_CODE.get(action, "E"),
+        "recorded": (recorded or _now()).isoformat(timespec="milliseconds"),
+        "outcome": outcome,
+        "outcomeDesc": outcome_text[:1000],
+        "agent": agents,
+        "source": {"observer": {"display": "carebridge outbox"},
+                   "type": [{"system": SOURCE_TYPE, "code": "4", "display": "Application Server"}]},
+        "entity": entities,
+    }
+
+
+def _organisation_system(value: str) -> str:
+    return systems.ORGANISATIONSNUMMER if value.isdigit() and len(value) == 10 else systems.HSA_ID
+
+
+def record(connection: Connection, event: dict[str, Any], *, action: str, person_key: str | None = None,
+           organisation: str | None = None, message_id: int | None = None,
+           correlation_id: str | None = None) -> str:
+    """Store an AuditEvent in the caller's transaction; returns its id."""
+    connection.execute(insert(audit_events).values(
+        id=event["id"], recorded=dt.datetime.fromisoformat(event["recorded"]), action=action,
+        outcome=event["outcome"], person_key=person_key, organisation=organisation, message_id=message_id,
+        correlation_id=correlation_id, resource=json.dumps(event, ensure_ascii=False)))
+    return str(event["id"])
+
+
+def events(connection: Connection, *, person_key: str | None = None, message_id: int | None = None,
+           action: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+    """Stored AuditEvents (FHIR JSON), newest first, optionally for one person, message or action."""
+    query = select(audit_events.c.resource).order_by(audit_events.c.recorded.desc()).limit(limit)
+    if person_key is not None:
+        query = query.where(audit_events.c.person_key == person_key)
+    if message_id is not None:
+        query = query.where(audit_events.c.message_id == message_id)
+    if action is not None:
+        query = query.where(audit_events.c.action == action)
+    return [json.loads(row[0]) for row in connection.execute(query)]

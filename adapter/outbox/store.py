@@ -1,0 +1,493 @@
+"""The transactional outbox: accept, claim with a lease, record the outcome, dead-letter, replay.
+
+Ordering rule (see docs/gateway.md): messages of one person to one destination are delivered in
+``seq`` order. A message may be claimed only when no earlier message of its person is still
+pending (queued, leased or waiting for a retry) and no earlier message of its person is a dead
+letter inside its hold period. Different persons never wait for each other.
+
+Every state change and its AuditEvent commit in one transaction. On PostgreSQL a claim locks the
+chosen rows with ``FOR UPDATE SKIP LOCKED``, so any number of worker processes share one queue;
+on SQLite every write transaction is ``BEGIN IMMEDIATE``, which serialises claims.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import uuid
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+from sqlalchemy import Connection, Engine, and_, exists, func, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError
+
+from adapter import audit
+from adapter.config import DeliverySettings
+from adapter.outbox.intake import UPDATE, Prepared, dump, prepare
+from adapter.outbox.schema import dead_letters, message_edits, messages, settings
+from adapter.outbox.subjects import Subject, person_key, subject_of
+
+PENDING, DELIVERED, DEAD, REJECTED, DISCARDED = "pending", "delivered", "dead", "rejected", "discarded"
+#: Statuses that can be replayed.
+REPLAYABLE = (DEAD, REJECTED, DELIVERED, DISCARDED)
+
+
+def utcnow() -> dt.datetime:
+    """The current time in UTC."""
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+@dataclass
+class Message:
+    """One outbox row as the worker and the CLI see it."""
+
+    id: int
+    destination: str
+    kind: str
+    person_key: str
+    person_label: str | None
+    seq: int
+    organisation: str | None
+    correlation_id: str
+    source: str | None
+    payload_text: str
+    status: str
+    attempts: int
+    next_attempt_at: dt.datetime
+    lease_owner: str | None
+    last_error: str | None
+    result: str | None
+    created_at: dt.datetime
+    delivered_at: dt.datetime | None
+
+    @property
+    def payload(self) -> dict[str, Any]:
+        """The FHIR JSON to deliver."""
+        return json.loads(self.payload_text)
+
+    @classmethod
+    def from_row(cls, row: Any) -> Message:
+        m = row._mapping
+        return cls(**{f: m[f if f != "payload_text" else "payload"] for f in cls.__dataclass_fields__})
+
+
+@dataclass
+class Accepted:
+    """What ``accept`` did with a document: its message id and status, and the validation outcome."""
+
+    message_id: int
+    status: str  # pending | rejected
+    kind: str
+    outcome: dict[str, Any]
+    problem: str | None = None
+
+
+class LeaseLost(RuntimeError):
+    """The message's lease passed to another worker before this one recorded its outcome."""
+
+
+class NotReplayable(ValueError):
+    """A replay, edit or discard that does not apply to the message in its current state."""
+
+
+class Outbox:
+    """The outbox on one database (SQLite or PostgreSQL)."""
+
+    def __init__(self, engine: Engine, settings_: DeliverySettings | None = None) -> None:
+        self.engine = engine
+        self.settings = settings_ or DeliverySettings()
+        self._secret: str | None = None
+
+    @classmethod
+    def open(cls, url: str, settings_: DeliverySettings | None = None, *, migrate: bool = True,
+             pool_size: int = 8) -> Outbox:
+        """Open (and migrate to the newest schema) the outbox database at ``url``."""
+        from adapter.outbox.db import make_engine
+        from adapter.outbox.migrate import upgrade
+
+        engine = make_engine(url, pool_size=pool_size)
+        if migrate:
+            upgrade(engine)
+        return cls(engine, settings_)
+
+    @property
+    def postgres(self) -> bool:
+        """True on PostgreSQL (row locks with SKIP LOCKED)."""
+        return self.engine.dialect.name == "postgresql"
+
+    def close(self) -> None:
+        """Release the database connections."""
+        self.engine.dispose()
+
+    # --- the person key ---------------------------------------------------------------
+
+    def secret(self) -> str:
+        """The HMAC secret of person keys: $CAREBRIDGE_PERSON_KEY_SECRET, else the one in the database."""
+        if self._secret is None:
+            env = os.environ.get("CAREBRIDGE_PERSON_KEY_SECRET")
+            if env:
+                self._secret = env
+            else:
+                with self.engine.connect() as conn:
+                    self._secret = conn.execute(
+                        select(settings.c.value).where(settings.c.name == "person_key_secret")).scalar_one()
+        return self._secret
+
+    def key_of(self, subject: Subject) -> str:
+        """The person key of a subject under this outbox's secret."""
+        return person_key(self.secret(), subject)
+
+    # --- accepting documents ------------------------------------------------------------
+
+    def accept(self, data: bytes, destination: str, *, source: str | None = None,
+               actor: str = "carebridge") -> Accepted:
+        """Convert, validate (fail closed) and enqueue one document; a rejected one is kept with its outcome."""
+        return self.enqueue_prepared(prepare(data), destination, source=source, actor=actor)
+
+    def enqueue_prepared(self, prepared: Prepared, destination: str, *, source: str | None = None,
+                         actor: str = "carebridge") -> Accepted:
+        """Store a prepared document in one transaction: queued when valid, rejected (dead letter) otherwise."""
+        subject = subject_of(prepared.payload) if prepared.payload else Subject(None, None, f"raw|{_sha256(prepared.raw)}")
+        key = self.key_of(subject)
+        status = PENDING if prepared.ok else REJECTED
+        for _attempt in range(20):  # a concurrent enqueue for the same person may take our seq: retry
+            try:
+                with self.engine.begin() as conn:
+                    message_id = self._insert(conn, prepared, destination, subject, key, status, source)
+                    if not prepared.ok:
+                        self._record_rejection(conn, message_id, prepared, destination, subject, key, actor)
+                return Accepted(message_id, status, prepared.kind, prepared.outcome, prepared.problem)
+            except IntegrityError:
+                continue
+        raise RuntimeError("could not assign a sequence number (too many concurrent enqueues for one person)")
+
+    def _insert(self, conn: Connection, prepared: Prepared, destination: str, subject: Subject, key: str,
+                status: str, source: str | None) -> int:
+        now = utcnow()
+        seq = conn.execute(select(func.coalesce(func.max(messages.c.seq), 0)).where(
+            messages.c.destination == destination, messages.c.person_key == key)).scalar_one() + 1
+        return int(conn.execute(insert(messages).values(
+            destination=destination, kind=prepared.kind, person_key=key, person_label=subject.label, seq=seq,
+            organisation=subject.organisation, correlation_id=uuid.uuid4().hex, source=source,
+            payload=prepared.raw, payload_hash=_sha256(prepared.raw), status=status, attempts=0,
+            next_attempt_at=now, last_error=prepared.problem, created_at=now, updated_at=now,
+        ).returning(messages.c.id)).scalar_one())
+
+    def _record_rejection(self, conn: Connection, message_id: int, prepared: Prepared, destination: str,
+                          subject: Subject, key: str, actor: str) -> None:
+        conn.execute(insert(dead_letters).values(
+            message_id=message_id, stage="validation", http_status=None, outcome=json.dumps(prepared.outcome),
+            error=prepared.problem or "invalid", payload=prepared.raw, created_at=utcnow()))
+        row = conn.execute(select(messages.c.correlation_id).where(messages.c.id == message_id)).scalar_one()
+        self._audit(conn, action="reject", outcome=audit.MINOR_FAILURE, text=f"not queued: {prepared.problem}",
+                    interaction="create", destination=destination, key=key, label=subject.label,
+                    organisation=subject.organisation, message_id=message_id, correlation_id=row, actor=actor)
+
+    def _audit(self, conn: Connection, *, action: str, outcome: str, text: str, interaction: str,
+               destination: str, key: str | None, label: str | None, organisation: str | None,
+               message_id: int | None, correlation_id: str | None, actor: str = "carebridge",
+               details: dict[str, str] | None = None) -> None:
+        from mappings.identifiers import mask_text
+
+        event = audit.transfer_event(
+            action=action, outcome=outcome, outcome_text=mask_text(text), interaction=interaction,
+            destination=destination, person_key=key, person_label=label, organisation=organisation,
+            message_id=message_id, correlation_id=correlation_id, actor=actor, details=details)
+        audit.record(conn, event, action=action, person_key=key, organisation=organisation,
+                     message_id=message_id, correlation_id=correlation_id)
+
+    # --- claiming -----------------------------------------------------------------------
+
+    def _claimable(self, now: dt.datetime, destination: str):  # type: ignore[no-untyped-def]
+        """The WHERE clause of messages a worker may take now (head of its person's queue, due, not leased)."""
+        earlier = messages.alias("earlier")
+        blocked = exists().where(
+            earlier.c.destination == messages.c.destination,
+            earlier.c.person_key == messages.c.person_key,
+            earlier.c.seq < messages.c.seq,
+            or_(earlier.c.status == PENDING, and_(earlier.c.status == DEAD, earlier.c.hold_until > now)),
+        )
+        return and_(
+            messages.c.status == PENDING,
+            messages.c.destination == destination,
+            messages.c.next_attempt_at <= now,
+            or_(messages.c.lease_expires_at.is_(None), messages.c.lease_expires_at < now),
+            ~blocked,
+        )
+
+    def claim(self, owner: str, destination: str, *, limit: int = 1, only: Iterable[int] | None = None) -> list[Message]:
+        """Lease up to ``limit`` claimable messages to ``owner`` (at most one per person); counts a round each."""
+        now = utcnow()
+        query = select(messages.c.id).where(self._claimable(now, destination))
+        if only is not None:
+            query = query.where(messages.c.id.in_(list(only)))
+        query = query.order_by(messages.c.next_attempt_at, messages.c.id).limit(limit)
+        if self.postgres:
+            query = query.with_for_update(skip_locked=True, of=messages)
+        with self.engine.begin() as conn:
+            ids = [row[0] for row in conn.execute(query)]
+            if not ids:
+                return []
+            conn.execute(update(messages).where(messages.c.id.in_(ids)).values(
+                lease_owner=owner, lease_expires_at=now + dt.timedelta(seconds=self.settings.lease_seconds),
+                attempts=messages.c.attempts + 1, updated_at=now))
+            rows = conn.execute(select(messages).where(messages.c.id.in_(ids)).order_by(messages.c.id)).all()
+        return [Message.from_row(r) for r in rows]
+
+    def renew(self, owner: str, ids: Iterable[int]) -> int:
+        """Extend the leases ``owner`` holds on these messages; returns how many it still holds."""
+        ids = list(ids)
+        if not ids:
+            return 0
+        now = utcnow()
+        with self.engine.begin() as conn:
+            return conn.execute(update(messages).where(
+                messages.c.id.in_(ids), messages.c.lease_owner == owner, messages.c.status == PENDING,
+            ).values(lease_expires_at=now + dt.timedelta(seconds=self.settings.lease_seconds))).rowcount
+
+    def _finish(self, conn: Connection, message: Message, owner: str, **values: Any) -> None:
+        """Update a leased message; raise LeaseLost if another worker holds it now."""
+        done = conn.execute(update(messages).where(
+            messages.c.id == message.id, messages.c.lease_owner == owner, messages.c.status == PENDING,
+        ).values(lease_owner=None, lease_expires_at=None, updated_at=utcnow(), **values)).rowcount
+        if done != 1:
+            raise LeaseLost(f"message {message.id}: lease lost before its outcome was recorded")
+
+    def _audit_message(self, conn: Connection, message: Message, *, action: str, outcome: str, text: str,
+                       actor: str = "carebridge", details: dict[str, str] | None = None) -> None:
+        self._audit(conn, action=action, outcome=outcome, text=text,
+                    interaction="update" if message.kind == UPDATE else "transaction",
+                    destination=message.destination, key=message.person_key, label=message.person_label,
+                    organisation=message.organisation, message_id=message.id,
+                    correlation_id=message.correlation_id, actor=actor, details=details)
+
+    def mark_delivered(self, message: Message, owner: str, *, http_status: int, summary: dict[str, Any]) -> None:
+        """Record a delivery (and its AuditEvent)."""
+        with self.engine.begin() as conn:
+            self._finish(conn, message, owner, status=DELIVERED, delivered_at=utcnow(), last_error=None,
+                         result=json.dumps(summary))
+            self._audit_message(conn, message, action="transfer", outcome=audit.SUCCESS,
+                                text=f"delivered (HTTP {http_status})",
+                                details={"http-status": str(http_status), "summary": json.dumps(summary)})
+
+    def reschedule(self, message: Message, owner: str, *, error: str, delay: float, http_status: int | None) -> None:
+        """A transient failure: try again after ``delay`` seconds (AuditEvent: minor failure)."""
+        with self.engine.begin() as conn:
+            self._finish(conn, message, owner, last_error=error,
+                         next_attempt_at=utcnow() + dt.timedelta(seconds=delay))
+            self._audit_message(conn, message, action="transfer", outcome=audit.MINOR_FAILURE,
+                                text=f"not delivered, retry in {delay:.0f} s: {error}",
+                                details={"http-status": str(http_status or "")})
+
+    def release(self, message: Message, owner: str) -> None:
+        """Give a claimed message back untried (circuit open, shutting down); the round is not counted."""
+        with self.engine.begin() as conn:
+            self._finish(conn, message, owner, attempts=messages.c.attempts - 1)
+
+    def dead_letter(self, message: Message, owner: str, *, stage: str, error: str, http_status: int | None,
+                    outcome: dict[str, Any] | None) -> None:
+        """A permanent failure: keep the server's answer; hold the person's later messages for a while."""
+        now = utcnow()
+        with self.engine.begin() as conn:
+            self._finish(conn, message, owner, status=DEAD, last_error=error,
+                         hold_until=now + dt.timedelta(seconds=self.settings.dead_letter_hold))
+            conn.execute(insert(dead_letters).values(
+                message_id=message.id, stage=stage, http_status=http_status,
+                outcome=json.dumps(outcome) if outcome else None, error=error, payload=message.payload_text,
+                created_at=now))
+            self._audit_message(conn, message, action="transfer", outcome=audit.SERIOUS_FAILURE,
+                                text=f"dead letter ({stage}): {error}", details={"http-status": str(http_status or "")})
+
+    # --- operators: replay, edit, discard -------------------------------------------------
+
+    def replay(self, message_id: int, *, actor: str, new_data: bytes | None = None,
+               reason: str | None = None) -> Accepted:
+        """Queue a message again at its place in its person's order, optionally with an edited payload.
+
+        The original payload stays in the edit trail; an edited payload is converted and validated
+        like a new document and refused (nothing changes) when it has errors.
+        """
+        prepared = prepare(new_data) if new_data is not None else None
+        if prepared is not None and not prepared.ok:
+            return Accepted(message_id, "refused", prepared.kind, prepared.outcome, prepared.problem)
+        now = utcnow()
+        for _attempt in range(20):
+            try:
+                with self.engine.begin() as conn:
+                    msg = self._get(conn, message_id, for_update=True)
+                    if msg.status not in REPLAYABLE:
+                        raise NotReplayable(f"message {message_id} is {msg.status}; only {', '.join(REPLAYABLE)} "
+                                            "messages can be replayed")
+                    values: dict[str, Any] = dict(status=PENDING, attempts=0, next_attempt_at=now, hold_until=None,
+                                                  last_error=None, lease_owner=None, lease_expires_at=None,
+                                                  delivered_at=None, result=None, updated_at=now)
+                    kind = msg.kind
+                    if prepared is not None:
+                        subject = subject_of(prepared.payload or {})
+                        key = self.key_of(subject)
+                        kind = prepared.kind
+                        values.update(payload=prepared.raw, payload_hash=_sha256(prepared.raw), kind=prepared.kind,
+                                      person_key=key, person_label=subject.label, organisation=subject.organisation)
+                        if key != msg.person_key:  # the edit names another person: join the end of their queue
+                            values["seq"] = conn.execute(select(func.coalesce(func.max(messages.c.seq), 0)).where(
+                                messages.c.destination == msg.destination, messages.c.person_key == key)).scalar_one() + 1
+                    dead_id = self._resolve_dead_letters(conn, message_id, "replayed", now)
+                    conn.execute(update(messages).where(messages.c.id == message_id).values(**values))
+                    action = "edit" if prepared is not None else "replay"
+                    conn.execute(insert(message_edits).values(
+                        message_id=message_id, dead_letter_id=dead_id, action=action, actor=actor, reason=reason,
+                        old_payload=msg.payload_text, new_payload=prepared.raw if prepared else None, created_at=now))
+                    after = self._get(conn, message_id)
+                    self._audit_message(conn, after, action=action, outcome=audit.SUCCESS, actor=actor,
+                                        text=f"{action} by {actor}" + (f": {reason}" if reason else ""),
+                                        details={"previous-status": msg.status})
+                return Accepted(message_id, PENDING, kind, prepared.outcome if prepared else {})
+            except IntegrityError:
+                continue
+        raise RuntimeError("could not assign a sequence number for the edited message")
+
+    def discard(self, message_id: int, *, actor: str, reason: str | None = None) -> None:
+        """Give up on a dead or rejected message for good; releases its hold on the person's queue."""
+        now = utcnow()
+        with self.engine.begin() as conn:
+            msg = self._get(conn, message_id, for_update=True)
+            if msg.status not in (DEAD, REJECTED):
+                raise NotReplayable(f"message {message_id} is {msg.status}; only dead or rejected messages can be discarded")
+            dead_id = self._resolve_dead_letters(conn, message_id, "discarded", now)
+            conn.execute(update(messages).where(messages.c.id == message_id).values(
+                status=DISCARDED, hold_until=None, updated_at=now))
+            conn.execute(insert(message_edits).values(
+                message_id=message_id, dead_letter_id=dead_id, action="discard", actor=actor, reason=reason,
+                old_payload=msg.payload_text, new_payload=None, created_at=now))
+            self._audit_message(conn, msg, action="discard", outcome=audit.SUCCESS, actor=actor,
+                                text=f"discarded by {actor}" + (f": {reason}" if reason else ""))
+
+    def _resolve_dead_letters(self, conn: Connection, message_id: int, resolution: str, now: dt.datetime) -> int | None:
+        open_ids = [r[0] for r in conn.execute(select(dead_letters.c.id).where(
+            dead_letters.c.message_id == message_id, dead_letters.c.resolved_at.is_(None)))]
+        if open_ids:
+            conn.execute(update(dead_letters).where(dead_letters.c.id.in_(open_ids)).values(
+                resolved_at=now, resolution=resolution))
+        return open_ids[-1] if open_ids else None
+
+    def _get(self, conn: Connection, message_id: int, *, for_update: bool = False) -> Message:
+        query = select(messages).where(messages.c.id == message_id)
+        if for_update and self.postgres:
+            query = query.with_for_update()
+        row = conn.execute(query).first()
+        if row is None:
+            raise NotReplayable(f"no message {message_id}")
+        return Message.from_row(row)
+
+    # --- reading --------------------------------------------------------------------------
+
+    def get(self, message_id: int) -> Message:
+        """One message by id (NotReplayable if there is none)."""
+        with self.engine.connect() as conn:
+            return self._get(conn, message_id)
+
+    def list(self, *, status: str | None = None, destination: str | None = None, ids: Iterable[int] | None = None,
+             limit: int = 100) -> list[Message]:
+        """Messages, oldest first, filtered by status, destination or ids."""
+        query = select(messages).order_by(messages.c.id).limit(limit)
+        if status:
+            query = query.where(messages.c.status == status)
+        if destination:
+            query = query.where(messages.c.destination == destination)
+        if ids is not None:
+            query = query.where(messages.c.id.in_(list(ids)))
+        with self.engine.connect() as conn:
+            return [Message.from_row(r) for r in conn.execute(query)]
+
+    def dead(self, *, include_resolved: bool = False, limit: int = 100) -> list[dict[str, Any]]:
+        """Dead letters (newest first) with the server's or validator's answer."""
+        query = select(dead_letters, messages.c.destination, messages.c.person_label, messages.c.source,
+                       messages.c.status.label("message_status")).join(
+            messages, messages.c.id == dead_letters.c.message_id).order_by(dead_letters.c.id.desc()).limit(limit)
+        if not include_resolved:
+            query = query.where(dead_letters.c.resolved_at.is_(None))
+        with self.engine.connect() as conn:
+            out = []
+            for row in conn.execute(query):
+                item = dict(row._mapping)
+                item["outcome"] = json.loads(item["outcome"]) if item["outcome"] else None
+                out.append(item)
+            return out
+
+    def edits(self, message_id: int) -> list[dict[str, Any]]:
+        """The replay/edit/discard trail of one message, oldest first."""
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(
+                select(message_edits).where(message_edits.c.message_id == message_id).order_by(message_edits.c.id))]
+
+    def statuses(self, ids: Iterable[int]) -> dict[int, str]:
+        """The status of each of these messages."""
+        with self.engine.connect() as conn:
+            return {r[0]: r[1] for r in conn.execute(
+                select(messages.c.id, messages.c.status).where(messages.c.id.in_(list(ids))))}
+
+    def waiting(self, destination: str, *, only: Iterable[int] | None = None) -> dict[str, int]:
+        """Pending messages by what they wait for.
+
+        ``held`` (behind a dead letter in its hold), ``blocked`` (behind an earlier pending message),
+        ``later`` (backoff), ``leased`` (a worker has it) and ``due`` (claimable now).
+        """
+        now = utcnow()
+        earlier = messages.alias("earlier")
+        behind = and_(earlier.c.destination == messages.c.destination, earlier.c.person_key == messages.c.person_key,
+                      earlier.c.seq < messages.c.seq)
+        held = exists().where(behind, earlier.c.status == DEAD, earlier.c.hold_until > now)
+        blocked = exists().where(behind, earlier.c.status == PENDING)
+        leased = and_(messages.c.lease_expires_at.is_not(None), messages.c.lease_expires_at >= now)
+        base = select(func.count()).select_from(messages).where(
+            messages.c.status == PENDING, messages.c.destination == destination)
+        if only is not None:
+            base = base.where(messages.c.id.in_(list(only)))
+        with self.engine.connect() as conn:
+            counts = {
+                "held": conn.execute(base.where(held)).scalar_one(),
+                "blocked": conn.execute(base.where(~held, blocked)).scalar_one(),
+                "leased": conn.execute(base.where(~held, ~blocked, leased)).scalar_one(),
+                "later": conn.execute(base.where(~held, ~blocked, ~leased, messages.c.next_attempt_at > now)).scalar_one(),
+            }
+            counts["due"] = conn.execute(base).scalar_one() - sum(counts.values())
+        return counts
+
+    def leased_elsewhere(self, owner: str, ids: Iterable[int]) -> int:
+        """How many of these pending messages another worker holds a live lease on."""
+        now = utcnow()
+        with self.engine.connect() as conn:
+            return conn.execute(select(func.count()).select_from(messages).where(
+                messages.c.id.in_(list(ids)), messages.c.status == PENDING, messages.c.lease_owner != owner,
+                messages.c.lease_expires_at > now)).scalar_one()
+
+    def depth(self) -> list[dict[str, Any]]:
+        """Per destination and status: message count and the oldest message's creation time."""
+        query = select(messages.c.destination, messages.c.status, func.count(), func.min(messages.c.created_at)).group_by(
+            messages.c.destination, messages.c.status)
+        with self.engine.connect() as conn:
+            return [{"destination": d, "status": s, "count": n, "oldest": _parse_time(o)}
+                    for d, s, n, o in conn.execute(query)]
+
+    def payload_of(self, message_id: int) -> str:
+        """The stored payload text of a message."""
+        return self.get(message_id).payload_text
+
+
+def _parse_time(value: Any) -> dt.datetime | None:
+    """A UTC datetime from what an aggregate returned (SQLite gives strings)."""
+    if value is None:
+        return None
+    parsed = dt.datetime.fromisoformat(str(value))
+    return parsed.replace(tzinfo=dt.timezone.utc) if parsed.tzinfo is None else parsed
+
+
+def dumps(payload: dict[str, Any]) -> str:
+    """The stored text of a payload (re-exported for callers that enqueue ready payloads)."""
+    return dump(payload)
