@@ -22,7 +22,10 @@ class Flow:
     kind: str
     module: str
     marker_profiles: tuple[str, ...]
-    riv: str  # "care-services" | "care-plans"
+    riv: str  # "care-services" | "care-plans" | "" (no RIV-TA contract)
+    #: How the flow's Bundle is delivered: "transaction" (POST [base]) or "message"
+    #: (a message Bundle to POST [base]/$process-message, answered by an acknowledgement).
+    delivery: str = "transaction"
 
     def mapping(self) -> ModuleType:
         return import_module(self.module)
@@ -30,6 +33,8 @@ class Flow:
 
 FLOWS: dict[str, Flow] = {
     "decision": Flow("decision", "mappings.decision", (systems.PROFILE_DECISION_SERVICE_REQUEST,), "care-services"),
+    "sip": Flow("sip", "mappings.sip", (systems.PROFILE_SIP_CAREPLAN,), "care-plans"),
+    "discharge": Flow("discharge", "mappings.discharge", (systems.PROFILE_DISCHARGE_MESSAGEHEADER,), "", delivery="message"),
 }
 
 

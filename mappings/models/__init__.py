@@ -11,6 +11,8 @@ from importlib import import_module
 #: kind tag -> "module:Class"; new flows add one line.
 DOCUMENT_KINDS: dict[str, str] = {
     "decision": "mappings.models.decision:CareDecision",
+    "sip": "mappings.models.sip:CoordinatedPlan",
+    "discharge": "mappings.models.discharge:DischargeEvent",
 }
 
 

@@ -27,6 +27,19 @@ CODE_SYSTEM_URLS: dict[str, str] = {
     "huvudman": systems.CS_HUVUDMAN,
     "time-strictness": systems.CS_TIME_STRICTNESS,
     "organisation-kind": systems.CS_ORGANISATION_KIND,
+    "sip-role": systems.CS_SIP_ROLE,
+    "sip-follow-up": systems.CS_SIP_FOLLOW_UP,
+    "delivery-status": systems.CS_DELIVERY_STATUS,
+    "intervention-effect": systems.CS_INTERVENTION_EFFECT,
+    "consent-information": systems.CS_CONSENT_INFORMATION,
+    "consent-policy": systems.CS_CONSENT_POLICY,
+    "guardian-kind": systems.CS_GUARDIAN_KIND,
+    "workflow-flag": systems.CS_WORKFLOW_FLAG,
+    "discharge-event": systems.CS_DISCHARGE_EVENT,
+    "discharge-destination": systems.CS_DISCHARGE_DESTINATION,
+    "message-activity": systems.CS_MESSAGE_ACTIVITY,
+    "acknowledgement-error": systems.CS_ACK_ERROR,
+    "need-category": systems.CS_NEED_CATEGORY,
 }
 
 
