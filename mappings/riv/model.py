@@ -1,0 +1,499 @@
+"""The RIV-TA logistics 3 types as plain dataclasses, with a strict XML reader and writer.
+
+Each dataclass mirrors one complexType of `clinicalprocess_logistics_logistics_3.0.xsd` (or of a
+responder schema): its fields are the type's child elements in schema order, declared with `el()`.
+`read()` walks an element's children in that order and refuses anything the contract does not
+allow; `write()` emits them again. Elements of another namespace where the type allows
+`xs:any namespace="##other"` are kept verbatim (serialized XML) in the instance's `other` list.
+
+The reader checks the simple types the schemas restrict (timestamps, booleans, enumerations,
+base64); it is not a schema validator, but everything it writes is meant to validate against
+Inera's XSDs (the tests check that with the official schemas).
+
+`walk`, `leaves`, `resolve` and `ensure` address parts of a document by RIV path
+(`careServiceHeader/patientId/id`, `carePlanBody/content[2]/value`), so the FHIR mapping can
+carry what FHIR has no place for (empty strings, foreign XML) as path-tagged extensions.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from dataclasses import dataclass, field, fields
+from typing import Any, ClassVar, Iterator
+
+from mappings import safexml, terminology
+from mappings.riv import CARE_PLANS_NS, CARE_SERVICES_NS, CORE_NS, RivFormatError, RivWriteError
+from mappings.riv.times import TIMESTAMP
+
+XSI_NS = "http://www.w3.org/2001/XMLSchema-instance"
+
+# Leaf kinds: "str", "bool", "timestamp", "base64", "uri", or "enum:<terminology table>".
+
+
+def el(tag: str, kind: Any = "str", *, required: bool = False, many: bool = False) -> Any:
+    """Declare a child element: its local name, kind (a leaf kind or a RivType class) and cardinality."""
+    meta = {"tag": tag, "kind": kind, "required": required, "many": many}
+    if many:
+        return field(default_factory=list, metadata=meta)
+    return field(default=None, metadata=meta)
+
+
+def foreign() -> Any:
+    """The `xs:any ##other` tail of a type: foreign elements as serialized XML, in document order."""
+    return field(default_factory=list, metadata={"foreign": True})
+
+
+@dataclass(frozen=True)
+class Child:
+    attr: str
+    tag: str
+    kind: Any
+    required: bool
+    many: bool
+
+    @property
+    def complex(self) -> bool:
+        return isinstance(self.kind, type)
+
+
+class RivType:
+    """Base of the dataclasses below: schema order, namespace of the children, ##other allowed."""
+
+    NS: ClassVar[str] = CORE_NS
+
+    @classmethod
+    def children(cls) -> tuple[Child, ...]:
+        return tuple(
+            Child(f.name, f.metadata["tag"], f.metadata["kind"], f.metadata["required"], f.metadata["many"])
+            for f in fields(cls)  # type: ignore[arg-type]
+            if "tag" in f.metadata
+        )
+
+    @classmethod
+    def takes_foreign(cls) -> bool:
+        return any(f.metadata.get("foreign") for f in fields(cls))  # type: ignore[arg-type]
+
+
+# --- The types (bottom-up) ---------------------------------------------------------------
+
+
+@dataclass
+class PersonId(RivType):
+    id: str | None = el("id", required=True)
+    type: str | None = el("type", required=True)
+    other: list[str] = foreign()
+
+
+@dataclass
+class CV(RivType):
+    code: str | None = el("code")
+    code_system: str | None = el("codeSystem")
+    code_system_name: str | None = el("codeSystemName")
+    code_system_version: str | None = el("codeSystemVersion")
+    display_name: str | None = el("displayName")
+    original_text: str | None = el("originalText")
+    other: list[str] = foreign()
+
+
+@dataclass
+class OrgUnit(RivType):
+    hsa_id: str | None = el("orgUnitHSAId")
+    name: str | None = el("orgUnitName")
+    telecom: str | None = el("orgUnitTelecom")
+    email: str | None = el("orgUnitEmail")
+    address: str | None = el("orgUnitAddress")
+    location: str | None = el("orgUnitLocation")
+    other: list[str] = foreign()
+
+
+@dataclass
+class HealthcareProfessional(RivType):
+    author_time: str | None = el("authorTime", "timestamp", required=True)
+    hsa_id: str | None = el("healthcareProfessionalHSAId")
+    name: str | None = el("healthcareProfessionalName")
+    role_code: CV | None = el("healthcareProfessionalRoleCode", CV)
+    org_unit: OrgUnit | None = el("healthcareProfessionalOrgUnit", OrgUnit)
+    care_unit_hsa_id: str | None = el("healthcareProfessionalCareUnitHSAId")
+    care_giver_hsa_id: str | None = el("healthcareProfessionalCareGiverHSAId")
+    other: list[str] = foreign()
+
+
+@dataclass
+class LegalAuthenticator(RivType):
+    signature_time: str | None = el("signatureTime", "timestamp", required=True)
+    hsa_id: str | None = el("legalAuthenticatorHSAId")
+    name: str | None = el("legalAuthenticatorName")
+    other: list[str] = foreign()
+
+
+@dataclass
+class Header(RivType):
+    """PatientSummaryHeaderType: the same header for careService and carePlan (no ##other)."""
+
+    document_id: str | None = el("documentId", required=True)
+    source_system_hsa_id: str | None = el("sourceSystemHSAId", required=True)
+    document_title: str | None = el("documentTitle")
+    document_time: str | None = el("documentTime", "timestamp")
+    patient_id: PersonId | None = el("patientId", PersonId, required=True)
+    accountable: HealthcareProfessional | None = el("accountableHealthcareProfessional", HealthcareProfessional, required=True)
+    legal_authenticator: LegalAuthenticator | None = el("legalAuthenticator", LegalAuthenticator)
+    approved_for_patient: bool | None = el("approvedForPatient", "bool", required=True)
+    nullified: bool | None = el("nullified", "bool")
+    nullified_reason: str | None = el("nullifiedReason")
+    care_contact_id: str | None = el("careContactId")
+
+
+@dataclass
+class II(RivType):
+    root: str | None = el("root", required=True)
+    extension: str | None = el("extension")
+    other: list[str] = foreign()
+
+
+@dataclass
+class TimePeriod(RivType):
+    start: str | None = el("start", "timestamp", required=True)
+    end: str | None = el("end", "timestamp")
+    other: list[str] = foreign()
+
+
+@dataclass
+class CareServiceBody(RivType):
+    performer_unit: II | None = el("performerHealthCareUnit", II, required=True)
+    performer_professional: II | None = el("performerHealthCareProfessional", II)
+    type_of_care_service: str | None = el("typeOfCareService", "enum:riv-care-service-type", required=True)
+    time_period: TimePeriod | None = el("timePeriod", TimePeriod, required=True)
+    input: str | None = el("input", required=True)
+    scope: str | None = el("scope", required=True)
+    housing: str | None = el("housing")
+    other: list[str] = foreign()
+
+
+@dataclass
+class CareService(RivType):
+    header: Header | None = el("careServiceHeader", Header, required=True)
+    body: CareServiceBody | None = el("careServiceBody", CareServiceBody, required=True)
+    other: list[str] = foreign()
+
+
+@dataclass
+class Multimedia(RivType):
+    id: str | None = el("id")
+    media_type: str | None = el("mediaType", "enum:riv-media-type", required=True)
+    value: str | None = el("value", "base64")
+    reference: str | None = el("reference", "uri")
+    other: list[str] = foreign()
+
+
+@dataclass
+class CarePlanBody(RivType):
+    content: list[Multimedia] = el("content", Multimedia, many=True)
+    participating_units: list[II] = el("participatingCareUnitHSAId", II, many=True)
+    type_of_care_plan: str | None = el("typeOfCarePlanEnum", "enum:riv-care-plan-type")
+    other: list[str] = foreign()
+
+
+@dataclass
+class CarePlan(RivType):
+    header: Header | None = el("carePlanHeader", Header, required=True)
+    body: CarePlanBody | None = el("carePlanBody", CarePlanBody, required=True)
+    other: list[str] = foreign()
+
+
+@dataclass
+class Result(RivType):
+    """ResultType (no ##other)."""
+
+    result_code: str | None = el("resultCode", "enum:riv-result-code", required=True)
+    error_code: str | None = el("errorCode", "enum:riv-error-code")
+    log_id: str | None = el("logId", required=True)
+    sub_code: str | None = el("subCode")
+    message: str | None = el("message")
+
+
+@dataclass
+class CareServicesResponse(RivType):
+    NS: ClassVar[str] = CARE_SERVICES_NS
+    ROOT: ClassVar[str] = "GetCareServicesResponse"
+    items: list[CareService] = el("careService", CareService, many=True)
+    result: Result | None = el("result", Result, required=True)
+    other: list[str] = foreign()
+
+
+@dataclass
+class CarePlansResponse(RivType):
+    NS: ClassVar[str] = CARE_PLANS_NS
+    ROOT: ClassVar[str] = "GetCarePlansResponse"
+    items: list[CarePlan] = el("carePlan", CarePlan, many=True)
+    result: Result | None = el("result", Result, required=True)
+    other: list[str] = foreign()
+
+
+Response = CareServicesResponse | CarePlansResponse
+
+
+# --- Reading ----------------------------------------------------------------------------
+
+
+def parse_response(xml: bytes | str, cls: type[RivType]) -> Any:
+    """Parse (safely) and read a whole response document of type `cls`."""
+    root = safexml.parse(xml)
+    expected = f"{{{cls.NS}}}{cls.ROOT}"  # type: ignore[attr-defined]
+    if root.tag != expected:
+        raise RivFormatError(f"not a {cls.ROOT} of {cls.NS}: the root element is {root.tag}")  # type: ignore[attr-defined]
+    return read(cls, root, cls.ROOT)  # type: ignore[attr-defined]
+
+
+def read(cls: type[RivType], element: Any, where: str) -> Any:
+    """Read `element` as an instance of `cls`, strictly in schema order."""
+    _check_attributes(element, where)
+    if (element.text or "").strip():
+        raise RivFormatError(f"{where}: unexpected text {element.text.strip()[:40]!r}")
+    kids = [k for k in element if isinstance(k.tag, str)]
+    values: dict[str, Any] = {}
+    i = 0
+    for child in cls.children():
+        tag = f"{{{cls.NS}}}{child.tag}"
+        found: list[Any] = []
+        while i < len(kids) and kids[i].tag == tag:
+            n = f"[{len(found) + 1}]" if child.many else ""
+            found.append(_read_child(child, kids[i], f"{where}/{child.tag}{n}"))
+            i += 1
+            if not child.many:
+                break
+        if child.required and not found:
+            _wrong_namespace(cls, kids[i:], where)
+            got = kids[i].tag if i < len(kids) else "the end of the element"
+            raise RivFormatError(f"{where}: missing required element {child.tag} (found {got})")
+        values[child.attr] = found if child.many else (found[0] if found else None)
+    if cls.takes_foreign():
+        others = []
+        while i < len(kids) and _is_foreign(kids[i], cls.NS):
+            others.append(_serialize(kids[i]))
+            i += 1
+        values["other"] = others
+    if i < len(kids):
+        _wrong_namespace(cls, kids[i:], where)
+        raise RivFormatError(f"{where}: unexpected element {kids[i].tag}")
+    return cls(**values)
+
+
+def _wrong_namespace(cls: type[RivType], rest: list[Any], where: str) -> None:
+    """Name the usual mistake precisely: a contract element in the wrong (or no) namespace."""
+    if not rest:
+        return
+    tag = rest[0].tag
+    local = tag.rsplit("}", 1)[-1]
+    if local in {c.tag for c in cls.children()} and tag != f"{{{cls.NS}}}{local}":
+        ns = tag[1:].split("}", 1)[0] if tag.startswith("{") else "no namespace"
+        raise RivFormatError(f"{where}: element {local} is in {ns}; the contract puts it in {cls.NS}")
+
+
+def _read_child(child: Child, element: Any, where: str) -> Any:
+    if child.complex:
+        return read(child.kind, element, where)
+    _check_attributes(element, where)
+    if len(element):
+        raise RivFormatError(f"{where}: a simple element cannot contain elements")
+    return leaf_value(child.kind, element.text or "", where, RivFormatError)
+
+
+def leaf_value(kind: str, text: str, where: str, error: type[Exception]) -> Any:
+    """Check (and for booleans, convert) a simple value of the given kind."""
+    if kind == "bool":
+        collapsed = text.strip()
+        if collapsed in ("true", "1"):
+            return True
+        if collapsed in ("false", "0"):
+            return False
+        raise error(f"{where}: {text!r} is not a boolean (true or false)")
+    if kind == "timestamp" and not TIMESTAMP.fullmatch(text):
+        raise error(f"{where}: {text!r} is not a RIV timestamp (YYYYMMDDhhmmss)")
+    if kind == "base64":
+        try:
+            base64.b64decode("".join(text.split()), validate=True)
+        except (binascii.Error, ValueError):
+            raise error(f"{where}: value is not base64") from None
+    if kind.startswith("enum:"):
+        table = kind[5:]
+        if text not in terminology.table(table):
+            raise error(f"{where}: {text!r} is not a {table} code ({', '.join(terminology.codes(table))})")
+    return text
+
+
+def _check_attributes(element: Any, where: str) -> None:
+    for name in element.attrib:
+        if not name.startswith(f"{{{XSI_NS}}}"):
+            raise RivFormatError(f"{where}: unexpected attribute {name}")
+
+
+def _is_foreign(element: Any, own_ns: str) -> bool:
+    ns = element.tag[1:].split("}", 1)[0] if element.tag.startswith("{") else None
+    return ns is not None and ns != own_ns
+
+
+def _serialize(element: Any) -> str:
+    """Exclusive canonical XML (C14N): only the namespaces the element uses, a stable spelling."""
+    from lxml import etree
+
+    return etree.tostring(element, method="c14n", exclusive=True, with_comments=False).decode("utf-8")
+
+
+# --- Writing ----------------------------------------------------------------------------
+
+
+def write_response(response: Any) -> bytes:
+    """Serialize a response instance as UTF-8 XML with an XML declaration."""
+    from lxml import etree
+
+    cls = type(response)
+    root = etree.Element(f"{{{cls.NS}}}{cls.ROOT}", nsmap={"tns": cls.NS, "core": CORE_NS})
+    write(response, root, cls.ROOT)
+    _indent(root, 0)
+    return etree.tostring(root, xml_declaration=True, encoding="UTF-8")
+
+
+_RIV_NAMESPACES = (CORE_NS, CARE_SERVICES_NS, CARE_PLANS_NS)
+
+
+def _indent(element: Any, level: int) -> None:
+    """Pretty-print the contract's own elements; foreign elements are left exactly as kept."""
+    children = [c for c in element if isinstance(c.tag, str)]
+    if not children:
+        return
+    element.text = "\n" + "  " * (level + 1)
+    for child in children:
+        child.tail = "\n" + "  " * (level + 1)
+        if child.tag.startswith("{") and child.tag[1:].split("}", 1)[0] in _RIV_NAMESPACES:
+            _indent(child, level + 1)
+    children[-1].tail = "\n" + "  " * level
+
+
+def write(obj: RivType, element: Any, where: str) -> None:
+    """Append `obj`'s children to `element`, checking what the schema requires."""
+    from lxml import etree
+
+    cls = type(obj)
+    for child in cls.children():
+        value = getattr(obj, child.attr)
+        items = value if child.many else ([] if value is None else [value])
+        if child.required and not items:
+            raise RivWriteError(f"{where}: nothing to write as the required element {child.tag}")
+        for n, item in enumerate(items, start=1):
+            here = f"{where}/{child.tag}" + (f"[{n}]" if child.many else "")
+            sub = etree.SubElement(element, f"{{{cls.NS}}}{child.tag}")
+            if child.complex:
+                write(item, sub, here)
+            else:
+                _set_text(sub, child.kind, item, here)
+    for xml in getattr(obj, "other", ()) if cls.takes_foreign() else ():
+        element.append(_foreign_element(xml, cls.NS, where))
+
+
+def _set_text(element: Any, kind: str, value: Any, where: str) -> None:
+    if kind == "bool":
+        if not isinstance(value, bool):
+            raise RivWriteError(f"{where}: {value!r} is not a boolean")
+        element.text = "true" if value else "false"
+        return
+    if not isinstance(value, str):
+        raise RivWriteError(f"{where}: {value!r} is not text")
+    leaf_value(kind, value, where, RivWriteError)
+    try:
+        element.text = value
+    except ValueError:
+        raise RivWriteError(f"{where}: the text contains characters XML cannot carry") from None
+
+
+def _foreign_element(xml: str, own_ns: str, where: str) -> Any:
+    try:
+        element = safexml.parse(xml)
+    except ValueError as exc:
+        raise RivWriteError(f"{where}: kept foreign XML is refused ({exc})") from None
+    if not _is_foreign(element, own_ns):
+        raise RivWriteError(f"{where}: kept foreign XML {element.tag} is not in another namespace")
+    return element
+
+
+# --- Addressing parts by RIV path -------------------------------------------------------
+
+_STEP = re.compile(r"^([A-Za-z]+)(?:\[(\d+)\])?$")
+
+
+def _join(path: str, tag: str, n: int | None) -> str:
+    step = tag if n is None else f"{tag}[{n}]"
+    return step if path == "." else f"{path}/{step}"
+
+
+def walk(obj: RivType, path: str = ".") -> Iterator[tuple[str, RivType]]:
+    """Every complex part of `obj` (itself first) with its RIV path relative to `obj`."""
+    yield path, obj
+    for child in type(obj).children():
+        if not child.complex:
+            continue
+        value = getattr(obj, child.attr)
+        items = value if child.many else [value]
+        for n, item in enumerate(items, start=1):
+            if item is not None:
+                yield from walk(item, _join(path, child.tag, n if child.many else None))
+
+
+def leaves(obj: RivType, path: str = ".") -> Iterator[tuple[str, Child, Any]]:
+    """Every simple child of `obj` (present or not) with its RIV path."""
+    for child in type(obj).children():
+        if not child.complex:
+            yield _join(path, child.tag, None), child, getattr(obj, child.attr)
+
+
+def blank(obj: RivType) -> bool:
+    """True if no simple value below `obj` is set to non-empty text (foreign XML not counted)."""
+    return all(value in (None, "") for part_path, part in walk(obj) for _, _, value in leaves(part, part_path))
+
+
+def _step(obj: RivType, step: str) -> tuple[Child, int | None]:
+    m = _STEP.match(step)
+    if not m:
+        raise RivWriteError(f"bad RIV path step {step!r}")
+    for child in type(obj).children():
+        if child.tag == m.group(1):
+            return child, int(m.group(2)) if m.group(2) else None
+    raise RivWriteError(f"RIV path step {step!r} is not a child of {type(obj).__name__}")
+
+
+def resolve(obj: RivType, path: str) -> RivType | None:
+    """The complex part at `path` (relative to `obj`), or None if it is not there."""
+    if path == ".":
+        return obj
+    current: Any = obj
+    for step in path.split("/"):
+        child, n = _step(current, step)
+        value = getattr(current, child.attr)
+        if child.many:
+            if n is None or not 1 <= n <= len(value):
+                return None
+            value = value[n - 1]
+        if value is None or not child.complex:
+            return None
+        current = value
+    return current
+
+
+def ensure(obj: RivType, path: str, value: str = "") -> None:
+    """Make the element at `path` present if it is absent: an empty complex part or `value` text."""
+    parent_path, _, last = path.rpartition("/")
+    parent = resolve(obj, parent_path or ".")
+    if parent is None:
+        raise RivWriteError(f"RIV path {path!r}: its parent element is not there")
+    child, n = _step(parent, last)
+    if child.many:
+        current = getattr(parent, child.attr)
+        if n is None or n != len(current) + 1:
+            if n is not None and n <= len(current):
+                return
+            raise RivWriteError(f"RIV path {path!r}: index out of order")
+        current.append(child.kind() if child.complex else value)
+        return
+    if getattr(parent, child.attr) is None:
+        setattr(parent, child.attr, child.kind() if child.complex else value)
