@@ -73,7 +73,7 @@ class Walker:
     """Walks one payload and collects OperationOutcome issues."""
 
     def __init__(self, ctx: ValidationContext, extra_codesystems: Callable[[str], Any] | None = None,
-                 extra_extensions: Callable[[str], Any] | None = None) -> None:
+                 extra_extensions: Callable[[str], Any] | None = None, watch_identifier_systems: frozenset[str] = frozenset()) -> None:
         self.R: Rules = rules()
         self.ctx = ctx
         self.issues: list[dict] = []
@@ -87,6 +87,10 @@ class Walker:
         self.extra_codesystems = extra_codesystems or (lambda url: None)
         self.extra_extensions = extra_extensions or (lambda url: None)
         self.resources: list[tuple[dict, str]] = []  # every resource met, with its path
+        self.index = BundleScope("payload", None, {})  # every Bundle entry / parameter resource met
+        self.seen_codes: set[tuple[str, str]] = set()  # (system, code) of every Coding met
+        self.watched_systems: frozenset[str] = watch_identifier_systems
+        self.watched_identifiers: list[tuple[str, dict]] = []  # Identifiers with a watched system
 
     # --- reporting ---------------------------------------------------------------
     def add(self, severity: str, code: str, path: str, text: str, rule: str | None = None) -> None:
@@ -132,6 +136,7 @@ class Walker:
             for e in res.get("entry") or ():
                 if isinstance(e, dict):
                     scope.add(e.get("fullUrl"), e.get("resource"))
+                    self.index.add(e.get("fullUrl"), e.get("resource"))
         else:
             todo = list(res.get("parameter") or ())
             while todo:
@@ -140,6 +145,7 @@ class Walker:
                     r = p.get("resource")
                     if isinstance(r, dict):
                         scope.add(None, r)
+                        self.index.add(None, r)
                     todo.extend(p.get("part") or ())
         self.scopes.append(scope)
         return scope
@@ -497,6 +503,7 @@ class Walker:
         system, code = c.get("system"), c.get("code")
         if not isinstance(system, str) or not isinstance(code, str):
             return
+        self.seen_codes.add((system, code))
         known = self.R.codesystem(system)
         if known is None:
             known = self.extra_codesystems(system)
@@ -570,13 +577,14 @@ class Walker:
         if not isinstance(r, str):
             return None
         if r.startswith("#"):
-            for c in (env.root or {}).get("contained") or ():
+            root = env.root if env is not None else None
+            for c in (root or {}).get("contained") or ():
                 if isinstance(c, dict) and c.get("id") == r[1:]:
                     return c
             return None
         if self.scopes:
             return self.scopes[-1].find(r, self.entry_url)
-        return None
+        return self.index.find(r, None)
 
     # --- invariants ---------------------------------------------------------------------------
     def invariant(self, inv: Invariant, node: Any, path: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import date
 
 from mappings import systems
 
@@ -44,6 +45,8 @@ class ValidationContext:
     message_type: str | None = None
     #: Names of Swedish rules to leave out (e.g. for a payload received from outside).
     skip_rules: frozenset[str] = field(default_factory=frozenset)
+    #: The day the transfer happens (consent validity); None: today.
+    today: date | None = None
 
 
 DEFAULT = ValidationContext()

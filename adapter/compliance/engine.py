@@ -7,6 +7,12 @@ from typing import Any
 from adapter.compliance.base import Walker
 from adapter.compliance.context import DEFAULT, ValidationContext
 from adapter.compliance.outcome import issue, outcome
+from adapter.compliance.profile_check import ProfileChecker
+from adapter.compliance.registry import registry
+from adapter.compliance.swedish import check_swedish, config as swedish_config
+
+#: Core profiles of R4 (vital signs etc.) are not checked: say so at information level only.
+_CORE_PROFILE = "http://hl7.org/fhir/StructureDefinition/"
 
 
 def validate(resource: Any, profile: str | None = None, *, context: ValidationContext | None = None) -> dict[str, Any]:
@@ -14,7 +20,47 @@ def validate(resource: Any, profile: str | None = None, *, context: ValidationCo
     ctx = context or DEFAULT
     if not isinstance(resource, dict):
         return outcome([issue("fatal", "structure", "", "the payload is not a JSON object", "json-shape")])
+    reg = registry()
     root = resource.get("resourceType") if isinstance(resource.get("resourceType"), str) else "Resource"
-    walker = Walker(ctx)
+    watched = frozenset(swedish_config()["person_identifier_systems"]) if "swedish" in ctx.layers else frozenset()
+    walker = Walker(ctx, reg.codesystem, reg.extension, watched)
     walker.resource(resource, root)
-    return outcome(walker.issues)
+    issues = walker.issues if "base" in ctx.layers else []
+    if "profiles" in ctx.layers:
+        _profiles(resource, profile, walker, reg, issues)
+    if "swedish" in ctx.layers:
+        check_swedish(resource, walker, reg, ctx, issues)
+    return outcome(issues)
+
+
+def _profiles(resource: dict, profile: str | None, walker: Walker, reg: Any, issues: list[dict]) -> None:
+    """Layer 2: every resource claiming a carebridge profile, plus the one asked for."""
+    checker = ProfileChecker(reg, walker.resolve, issues)
+    checked: set[tuple[int, str]] = set()
+    for res, path in walker.resources:
+        meta = res.get("meta")
+        claims = meta.get("profile") if isinstance(meta, dict) else None
+        for url in claims if isinstance(claims, list) else ():
+            if not isinstance(url, str):
+                continue
+            p = reg.profiles.get(url.split("|")[0])
+            if p is not None:
+                checker.check(res, p, path)
+                checked.add((id(res), p.url))
+            else:
+                severity = "information" if url.startswith(_CORE_PROFILE) else "warning"
+                issues.append(issue(severity, "not-found", f"{path}.meta.profile", f"Profile reference '{url}' has not been checked because it is not known here", "profile-unknown"))
+    if profile is None:
+        return
+    p = reg.profiles.get(profile.split("|")[0])
+    if p is None:
+        issues.append(issue("error", "not-found", resource.get("resourceType", ""), f"The profile '{profile}' is not known (see adapter/compliance/profiles/)", "profile-unknown"))
+        return
+    targets = [(r, path) for r, path in walker.resources if r.get("resourceType") == p.type]
+    if resource.get("resourceType") == p.type:
+        targets = [(resource, walker.resources[0][1])]
+    if not targets:
+        issues.append(issue("error", "not-found", resource.get("resourceType", ""), f"The payload holds no {p.type} to check against {p.url}", "profile-unknown"))
+    for r, path in targets:
+        if (id(r), p.url) not in checked:
+            checker.check(r, p, path)

@@ -4,7 +4,8 @@ Each hook runs after the walker has checked an object of the named type:
 - Attachment: a stated `size` must match the decoded `data`;
 - Bundle: a link relation occurs once; entries' fullUrls are unique (bdl-7 covers versions);
 - CodeSystem: property codes are unique and a concept's property value has the declared type;
-- ValueSet.compose.include/exclude: `system` is an absolute URI (not '#id').
+- ValueSet.compose.include/exclude: `system` is an absolute URI (not '#id');
+- Identifier: identifiers with a watched system (personnummer...) are noted for layer 3.
 """
 
 from __future__ import annotations
@@ -85,7 +86,13 @@ def _vs_include(w: Any, node: dict, path: str) -> None:
         w.error(path, "URI values in ValueSet.compose.include.system must be absolute; to reference a contained code system, use its full CodeSystem URL", "invalid", "valueset-system")
 
 
+def _identifier(w: Any, node: dict, path: str) -> None:
+    if node.get("system") in w.watched_systems:
+        w.watched_identifiers.append((path, node))
+
+
 TYPE_HOOKS: dict[str, Callable[[Any, dict, str], None]] = {
+    "Identifier": _identifier,
     "Attachment": _attachment,
     "Bundle": _bundle,
     "CodeSystem": _codesystem,

@@ -15,7 +15,10 @@ def issue(severity: str, code: str, expression: str, text: str, rule: str | None
     details: dict[str, Any] = {"text": text}
     if rule:
         details["coding"] = [{"system": systems.CS_COMPLIANCE_RULE, "code": rule}]
-    return {"severity": severity, "code": code, "details": details, "expression": [expression]}
+    out = {"severity": severity, "code": code, "details": details}
+    if expression:
+        out["expression"] = [expression]
+    return out
 
 
 def outcome(issues: Iterable[dict[str, Any]]) -> dict[str, Any]:

@@ -1,0 +1,1 @@
+"""carebridge StructureDefinitions, ValueSets and CodeSystems: drop a JSON file here to add one."""
