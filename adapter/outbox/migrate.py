@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,8 +17,24 @@ from sqlalchemy import Connection, Engine, inspect, text
 
 #: Where the migration scripts live (inside the package, so an installed carebridge has them).
 SCRIPT_LOCATION = Path(__file__).with_name("migrations")
-#: The newest revision; keep in step with migrations/versions.
-HEAD = "0001"
+_REVISION = re.compile(r"^revision\s*=\s*['\"]([^'\"]+)['\"]", re.M)
+_DOWN = re.compile(r"^down_revision\s*=\s*['\"]([^'\"]+)['\"]", re.M)
+
+
+@functools.cache
+def head() -> str:
+    """The newest revision among migrations/versions (read from the scripts, without importing Alembic)."""
+    revisions, parents = set(), set()
+    for script in (SCRIPT_LOCATION / "versions").glob("*.py"):
+        text = script.read_text()
+        found = _REVISION.search(text)
+        if found:
+            revisions.add(found.group(1))
+            parents.update(_DOWN.findall(text))
+    heads = sorted(revisions - parents)
+    if len(heads) != 1:
+        raise RuntimeError(f"the outbox migrations must have exactly one head, found {heads}")
+    return heads[0]
 #: Arbitrary constant for pg_advisory_lock: "carebridge outbox migration".
 _PG_LOCK_KEY = 0x0CA4EB41D6E
 
@@ -31,14 +49,14 @@ def current_revision(connection: Connection) -> str | None:
 def upgrade(engine: Engine) -> None:
     """Run every missing migration (no-op when the database is at the head revision)."""
     with engine.connect() as connection:
-        if current_revision(connection) == HEAD:
+        if current_revision(connection) == head():
             return
     with _migration_lock(engine):
         from alembic import command
         from alembic.config import Config
 
         with engine.begin() as connection:
-            if current_revision(connection) == HEAD:
+            if current_revision(connection) == head():
                 return
             config = Config()
             config.set_main_option("script_location", str(SCRIPT_LOCATION))
