@@ -11,7 +11,7 @@ For every request a *plan* decides what happens:
   (a genuine concurrent writer, so a versioned update meets a real 412).
 
 Plans: ``Script([...])`` (one action per matching request, in order, then PASS) or
-``Random(seed, {action: rate})``. The proxy records what it forwarded (``forwarded``), counts
+``Random(seed, [(action, rate), ...])``. The proxy records what it forwarded (``forwarded``), counts
 what it did (``actions``), can demand a bearer token (``require_bearer``) and can serve TLS with
 client-certificate checks (``ssl_context``). Loopback only.
 """
@@ -114,7 +114,7 @@ class Script:
 class Random:
     """Each matching request meets a fault with the given rates (seeded, so runs are reproducible)."""
 
-    def __init__(self, seed: int, rates: dict[Any, float], match: Callable[[Request], bool] | None = None,
+    def __init__(self, seed: int, rates: list[tuple[Any, float]], match: Callable[[Request], bool] | None = None,
                  limit: int | None = None) -> None:
         self.rng = random.Random(seed)
         self.rates = rates
@@ -128,7 +128,7 @@ class Random:
             if not self.match(request) or (self.limit is not None and self.injected >= self.limit):
                 return PASS
             roll = self.rng.random()
-            for action, rate in self.rates.items():
+            for action, rate in self.rates:
                 if roll < rate:
                     self.injected += 1
                     return action
