@@ -33,6 +33,8 @@ class Flow:
 
 FLOWS: dict[str, Flow] = {
     "decision": Flow("decision", "mappings.decision", (systems.PROFILE_DECISION_SERVICE_REQUEST,), "care-services"),
+    "implementation-plan": Flow("implementation-plan", "mappings.implementation_plan", (systems.PROFILE_IMPLEMENTATION_PLAN_CAREPLAN,), "care-plans"),
+    "rehab-plan": Flow("rehab-plan", "mappings.rehab_plan", (systems.PROFILE_REHAB_CAREPLAN,), "care-plans"),
     "sip": Flow("sip", "mappings.sip", (systems.PROFILE_SIP_CAREPLAN,), "care-plans"),
     "discharge": Flow("discharge", "mappings.discharge", (systems.PROFILE_DISCHARGE_MESSAGEHEADER,), "", delivery="message"),
 }

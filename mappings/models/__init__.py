@@ -11,6 +11,8 @@ from importlib import import_module
 #: kind tag -> "module:Class"; new flows add one line.
 DOCUMENT_KINDS: dict[str, str] = {
     "decision": "mappings.models.decision:CareDecision",
+    "implementation-plan": "mappings.models.implementation_plan:ImplementationPlan",
+    "rehab-plan": "mappings.models.rehab_plan:RehabPlan",
     "sip": "mappings.models.sip:CoordinatedPlan",
     "discharge": "mappings.models.discharge:DischargeEvent",
 }
