@@ -37,6 +37,7 @@ Bundle = dict[str, Any]
 
 _NS = uuid.UUID("3a7c4f0e-9d21-4b6a-8f5e-2c1d0b9a8e77")
 RESPONSE_CODES = ("ok", "transient-error", "fatal-error")
+URN_SYSTEM = "urn:ietf:rfc:3986"
 
 
 def _id(*key: str) -> str:
@@ -101,14 +102,21 @@ def to_fhir(event: DischargeEvent) -> Bundle:
         provenance["entity"] = [{"role": "revision", "what": {"reference": f"MessageHeader/{e.previous_message_id}"}}]
     organizations = [sender] if receiver is sender else [sender, receiver]
     resources = [header, encounter, patient, *organizations, *extra, provenance]
+    bundle_id = e.bundle_id or default_bundle_id(e.message_id)
     return {
         "resourceType": "Bundle",
-        "id": e.bundle_id or default_bundle_id(e.message_id),
+        "id": bundle_id,
         "meta": {"profile": [systems.PROFILE_DISCHARGE_MESSAGE]},
+        "identifier": bundle_identifier(bundle_id),
         "type": "message",
         "timestamp": _instant(e.sent_at),
         "entry": [{"fullUrl": f"urn:uuid:{r['id']}", "resource": r} for r in resources],
     }
+
+
+def bundle_identifier(bundle_id: str) -> dict[str, str]:
+    """Bundle.identifier of a message: its Bundle.id as a URN, so a server that re-ids stored Bundles still finds it."""
+    return {"system": URN_SYSTEM, "value": f"urn:uuid:{bundle_id}"}
 
 
 def _instant(value: dt.datetime) -> str:
@@ -208,7 +216,9 @@ def from_fhir(bundle: Bundle) -> DischargeEvent:
             previous = target.split("/")[1]
     is_message = bundle.get("type") == "message"
     sent_at = bundle.get("timestamp") if is_message and bundle.get("timestamp") else (provenance or {}).get("recorded")
-    bundle_id = bundle.get("id") if is_message and bundle.get("id") != default_bundle_id(message_id) else None
+    bundle_id = _bundle_id(bundle) if is_message else None
+    if bundle_id == default_bundle_id(message_id):
+        bundle_id = None
     return DischargeEvent(
         message_id=message_id,
         bundle_id=bundle_id,
@@ -224,6 +234,15 @@ def from_fhir(bundle: Bundle) -> DischargeEvent:
         planning=_planning(communication, index) if communication else None,
         cancellation_reason=(header.get("reason") or {}).get("text"),
     )
+
+
+def _bundle_id(bundle: Bundle) -> str | None:
+    """The message's own Bundle.id: from Bundle.identifier when present (servers re-id stored Bundles)."""
+    ident = bundle.get("identifier") or {}
+    value = ident.get("value") or ""
+    if ident.get("system") == URN_SYSTEM and value.startswith("urn:uuid:"):
+        return value.removeprefix("urn:uuid:")
+    return bundle.get("id")
 
 
 def _stay(encounter: dict) -> HospitalStay:
@@ -281,6 +300,18 @@ def message_ids(bundle: Bundle) -> tuple[str | None, str | None]:
     first = (entries[0] or {}).get("resource") if entries and isinstance(entries[0], dict) else None
     header_id = first.get("id") if isinstance(first, dict) and first.get("resourceType") == "MessageHeader" else None
     return bundle.get("id"), header_id
+
+
+def addressee(bundle: Bundle) -> set[str]:
+    """The identifiers (HSA-id, organisationsnummer) of the organisation a message is addressed to."""
+    entries = bundle.get("entry") or []
+    header = (entries[0] or {}).get("resource") if entries else None
+    if not isinstance(header, dict) or not isinstance(header.get("destination"), list) or not header["destination"]:
+        return set()
+    receiver = f.BundleIndex(bundle).resolve((header["destination"][0] or {}).get("receiver"))
+    if not receiver:
+        return set()
+    return {v for v in (f.first_identifier(receiver, systems.HSA_ID), f.first_identifier(receiver, systems.ORGANISATIONSNUMMER)) if v}
 
 
 def acknowledgement(request: Bundle, code: str, issues: list[dict] | None = None, *, at: dt.datetime) -> Bundle:

@@ -56,9 +56,10 @@ def _profiles(resource: dict, profile: str | None, walker: Walker, reg: Any, iss
     if p is None:
         issues.append(issue("error", "not-found", resource.get("resourceType", ""), f"The profile '{profile}' is not known (see adapter/compliance/profiles/)", "profile-unknown"))
         return
-    targets = [(r, path) for r, path in walker.resources if r.get("resourceType") == p.type]
-    if resource.get("resourceType") == p.type:
-        targets = [(resource, walker.resources[0][1])]
+    if resource.get("resourceType") == "Bundle" and p.type != "Bundle":
+        targets = [(r, path) for r, path in walker.resources if r.get("resourceType") == p.type]
+    else:  # the payload itself (a mismatch of types is reported by the checker)
+        targets = [(resource, walker.resources[0][1] if walker.resources else resource.get("resourceType", ""))]
     if not targets:
         issues.append(issue("error", "not-found", resource.get("resourceType", ""), f"The payload holds no {p.type} to check against {p.url}", "profile-unknown"))
     for r, path in targets:
