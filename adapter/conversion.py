@@ -22,7 +22,14 @@ SUFFIX = {"fhir": ".fhir.json", "json": ".json", "xml": ".xml", "riv": ".riv.xml
 
 
 class ConversionError(ValueError):
-    """A document that cannot be read or converted; the message is one line naming the problem."""
+    """A document that cannot be read or converted; the message is one line naming the problem.
+
+    `outcome` is the OperationOutcome when the compliance engine refused the payload.
+    """
+
+    def __init__(self, message: str, outcome: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.outcome = outcome
 
 
 @dataclass
@@ -33,6 +40,7 @@ class Document:
     model: BaseModel | None = None
     bundle: dict[str, Any] | None = None
     riv_contract: str | None = None
+    validated: bool = False  # the Bundle passed the compliance engine
 
 
 def read(data: bytes) -> Document:
@@ -47,8 +55,10 @@ def read(data: bytes) -> Document:
         if detected.format == "xml":
             return Document("xml", model=municipal_xml.from_element(detected.payload))
         if detected.format == "fhir":
-            return Document("fhir", bundle=detected.payload)
+            return Document("fhir", bundle=checked(detected.payload), validated=True)
         return Document("riv", bundle=_riv(detected.detail).to_fhir(data), riv_contract=detected.detail)
+    except ConversionError:
+        raise
     except ValidationError as exc:
         raise ConversionError(describe_validation_error(exc)) from None
     except (ValueError, safexml.UnsafeXmlError) as exc:
@@ -102,6 +112,9 @@ def write(doc: Document, to: Target) -> bytes:
 
             return municipal_xml.to_xml(model_of(doc))
         bundle = bundle_of(doc)
+        if not doc.validated:
+            checked(bundle)
+            doc.validated = True
         if to == "fhir":
             return dump_json(bundle)
         return _riv(riv_contract_of(doc)).from_fhir(bundle)
@@ -111,6 +124,17 @@ def write(doc: Document, to: Target) -> bytes:
         raise ConversionError(describe_validation_error(exc)) from None
     except (ValueError, KeyError) as exc:
         raise ConversionError(one_line(str(exc))) from None
+
+
+def checked(bundle: dict[str, Any]) -> dict[str, Any]:
+    """Fail closed: the Bundle if the compliance engine finds no error, else ConversionError with the outcome."""
+    from adapter.compliance import ComplianceError, require_valid
+
+    try:
+        require_valid(bundle)
+    except ComplianceError as exc:
+        raise ConversionError(one_line(str(exc)), outcome=exc.outcome) from None
+    return bundle
 
 
 def convert(data: bytes, to: Target) -> bytes:

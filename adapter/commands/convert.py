@@ -37,7 +37,8 @@ def run(args: argparse.Namespace) -> int:
         try:
             result = conversion.convert(data, args.to)
         except conversion.ConversionError as exc:
-            failures += _fail(source, str(exc))
+            kept = _keep_outcome(source, exc.outcome, out if batch else None) if exc.outcome else ""
+            failures += _fail(source, str(exc) + kept)
             continue
         if batch:
             (out / names[source]).write_bytes(result)  # type: ignore[operator]
@@ -47,6 +48,19 @@ def run(args: argparse.Namespace) -> int:
             sys.stdout.buffer.write(result)
             sys.stdout.flush()
     return 2 if failures else 0
+
+
+def _keep_outcome(source: str, outcome: dict, folder: Path | None) -> str:
+    """Keep a refused payload's OperationOutcome beside the outputs (or the input); say where."""
+    from adapter.conversion import dump_json
+
+    name = Path(source).name + ".outcome.json"
+    target = folder / name if folder else Path(source).with_name(name)
+    try:
+        target.write_bytes(dump_json(outcome))
+    except OSError:
+        return ""
+    return f" (OperationOutcome kept in {target})"
 
 
 def _fail(source: str, problem: str) -> int:

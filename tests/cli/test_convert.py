@@ -154,3 +154,19 @@ def test_help_is_fast() -> None:
     ).stderr.decode()
     for heavy in ("fhir.resources", "fastapi", "sqlalchemy", "lxml", "pydantic"):
         assert f" {heavy}\n" not in modules and f"| {heavy}" not in modules, f"{heavy} imported at CLI start"
+
+
+def test_invalid_fhir_is_refused_fail_closed_and_its_outcome_kept(tmp_path: Path) -> None:
+    bundle = json.loads(carebridge("convert", str(FIXTURES[0])).stdout)
+    patient = next(e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Patient")
+    patient["gender"] = "bogus"
+    src = tmp_path / "bad.fhir.json"
+    src.write_text(json.dumps(bundle), "utf-8")
+    out = tmp_path / "out.xml"
+    result = carebridge("convert", str(src), "--to", "xml", "-o", str(out))
+    assert result.returncode == 2 and not out.exists()
+    line = result.stderr.decode().strip()
+    assert len(line.splitlines()) == 1 and "gender" in line and "not compliant" in line
+    kept = json.loads((tmp_path / "bad.fhir.json.outcome.json").read_text("utf-8"))
+    assert kept["resourceType"] == "OperationOutcome"
+    assert any("gender" in e for i in kept["issue"] for e in i.get("expression", ()))
