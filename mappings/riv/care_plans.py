@@ -60,7 +60,7 @@ def _care_plan(plan: CarePlan, where: str, entries: Entries) -> str:
     doc_url = f.full_url("DocumentReference", "riv", parts.key)
     prov_url, prov, prov_cond = common.provenance(parts, [plan_url] + ([doc_url] if body.content else []), entries, carry)
     category = [{"coding": [terminology.coding("riv-care-plan-type", body.type_of_care_plan)]}] if body.type_of_care_plan else None
-    contributors = [common.unit_entry(entries, ii, f"{bwhere}/participatingCareUnitHSAId[{n}]") for n, ii in enumerate(body.participating_units, start=1)]
+    contributors = [common.unit_ref(entries, ii, f"{bwhere}/participatingCareUnitHSAId[{n}]") for n, ii in enumerate(body.participating_units, start=1)]
     attachments = [_attachment(m, f"carePlanBody/content[{n}]", carry) for n, m in enumerate(body.content, start=1)]
 
     extensions = list(parts.extensions)
@@ -114,7 +114,11 @@ def _attachment(m: Multimedia, path: str, carry: Carry) -> dict:
         att["extension"] = [{"url": systems.EXT_RIV_CONTENT_ID, "valueString": m.id}]
     att["contentType"] = m.media_type
     if m.value is not None:
-        att["data"] = m.value
+        data = "".join(m.value.split())  # the bytes are kept; line breaks inside base64 are not
+        if data:
+            att["data"] = data
+        else:
+            carry.mark_present(f"{path}/value")
     if m.reference is not None:
         if _FHIR_URL.match(m.reference):
             att["url"] = m.reference
@@ -170,8 +174,9 @@ def _plan_from(plan: dict, index: f.BundleIndex, where: str, *, exact: bool) -> 
     author = index.resolve(plan.get("author"))
     src = common.HeaderSource(
         time_field="created",
-        author_field="author",
-        title=plan.get("title"),
+        author_refs=[plan.get("author"), *(plan.get("contributor") or ())],
+        fallback_time=(plan.get("period") or {}).get("start"),
+        title=plan.get("title") if exact else (plan.get("title") or _type_display(plan)),
         fallback_document_id=next((i.get("value") for i in plan.get("identifier", ()) if i.get("value")), None),
         source_orgs=[author] if author and author.get("resourceType") == "Organization" else [],
     )
@@ -224,8 +229,7 @@ def _participants(plan: dict, index: f.BundleIndex, exact: bool) -> list[II]:
     for ref in plan.get("contributor", ()) or ():
         res = index.resolve(ref)
         if exact:
-            ident = (res or {}).get("identifier") or [ref.get("identifier") or {}]
-            ii = common.identifier_to_ii(ident[0])
+            ii = common.ii_from_ref(index, ref)
             if ii is None:
                 raise RivWriteError(f"contributor {ref.get('reference')} has no RIV identifier")
             out.append(ii)
@@ -255,10 +259,10 @@ def _participants(plan: dict, index: f.BundleIndex, exact: bool) -> list[II]:
 
 def rendered(plan: dict, index: f.BundleIndex) -> Multimedia:
     """The plan as a short UTF-8 text document (title, type, status, period, goals, activities, notes)."""
-    lines = [plan.get("title") or "Plan"]
+    lines = [plan.get("title") or _type_display(plan) or "Plan"]
     kind = f.code_in(plan.get("category"), systems.CS_CARE_PLAN_TYPE)
     if kind:
-        lines.append(f"Typ: {terminology.row('riv-care-plan-type', kind)['display']} ({kind})")
+        lines.append(f"Typ: {_type_display(plan)} ({kind})")
     lines.append(f"Status: {plan.get('status', 'okänd')}")
     period = plan.get("period") or {}
     if period:
@@ -279,6 +283,11 @@ def rendered(plan: dict, index: f.BundleIndex) -> Multimedia:
             lines.append(f"Anteckning: {note['text']}")
     text = "\n".join(lines) + "\n"
     return Multimedia(media_type="text/plain", value=base64.b64encode(text.encode("utf-8")).decode("ascii"))
+
+
+def _type_display(plan: dict) -> str | None:
+    kind = f.code_in(plan.get("category"), systems.CS_CARE_PLAN_TYPE)
+    return terminology.row("riv-care-plan-type", kind)["display"] if kind else None
 
 
 def _activity_text(activity: dict, index: f.BundleIndex) -> str | None:

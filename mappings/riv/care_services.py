@@ -82,9 +82,9 @@ def _care_service(service: CareService, where: str, entries: Entries) -> str:
     sr["authoredOn"] = parts.authored
     if common.requester(parts):
         sr["requester"] = common.requester(parts)
-    performers = [common.unit_entry(entries, body.performer_unit, f"{bwhere}/performerHealthCareUnit")]
+    performers = [common.unit_ref(entries, body.performer_unit, f"{bwhere}/performerHealthCareUnit")]
     if body.performer_professional is not None:
-        performers.append(common.unit_entry(entries, body.performer_professional, f"{bwhere}/performerHealthCareProfessional", "Practitioner"))
+        performers.append(common.unit_ref(entries, body.performer_professional, f"{bwhere}/performerHealthCareProfessional", "Practitioner"))
     sr["performer"] = performers
     entries.add(url, sr, parts.if_none_exist)
     entries.add(prov_url, prov, prov_cond)
@@ -152,7 +152,7 @@ def _service_from(sr: dict, index: f.BundleIndex, where: str, *, exact: bool) ->
     carry = Carry.read(sr.get("extension")) if exact else Carry()
     src = common.HeaderSource(
         time_field="authoredOn",
-        author_field="requester",
+        author_refs=[sr.get("requester")],
         title=f.extension_value(sr, systems.EXT_RIV_DOCUMENT_TITLE, "valueString") if exact else _plan_title(sr, index),
         fallback_document_id=f.first_identifier(sr, systems.SID_INSATS) or next((i.get("value") for i in sr.get("identifier", ()) if i.get("value")), None),
         source_orgs=[] if exact else _deciding_organisations(sr, index),
@@ -194,7 +194,7 @@ def _performer(sr: dict, index: f.BundleIndex, kind: str, where: str, exact: boo
         res = index.resolve(ref)
         if res is not None and res.get("resourceType") == kind:
             if exact:
-                return common.identifier_to_ii((res.get("identifier") or [{}])[0])
+                return common.ii_from_ref(index, ref)
             return common.ii_of(res, prefer=(systems.HSA_ID,) if kind == "Practitioner" else (systems.HSA_ID, systems.ORGANISATIONSNUMMER))
         if res is None and ref.get("identifier") and ref.get("type", kind) == kind and kind == "Organization":
             return common.identifier_to_ii(ref["identifier"])

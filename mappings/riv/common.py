@@ -232,25 +232,27 @@ def require(value: str | None, where: str) -> str:
 
 
 def ii_to_identifier(ii: II, where: str) -> dict:
-    """An II as an Identifier: root alone is an HSA-id; root + extension is `urn:oid:<root>` | extension."""
+    """An II as an Identifier: root alone is an HSA-id; root + extension is `urn:oid:<root>` | extension.
+
+    A root that is no OID is kept in the system (`sid/riv-ii-root/<root>`). The one form the
+    Identifier cannot tell apart, root = the HSA OID with the HSA-id in extension, is marked on
+    the Reference (see `unit_ref`), so both spellings share one Organization / Practitioner.
+    """
     root = require(ii.root, f"{where}/root")
     if ii.extension is None:
         return f.identifier(systems.HSA_ID, root)
     if _OID.match(root):
-        ident = f.identifier(f"urn:oid:{root}", ii.extension)
-        if root == systems.RIV_HSA_OID:  # would read back as a bare HSA-id in root
-            ident["extension"] = [{"url": systems.EXT_RIV_II_ROOT, "valueString": root}]
-        return ident
+        return f.identifier(f"urn:oid:{root}", ii.extension)
     return f.identifier(f"{systems.SID_RIV_II_ROOT}/{quote(root, safe='')}", ii.extension)
 
 
-def identifier_to_ii(ident: dict) -> II | None:
-    """The II an Identifier stands for, or None if it has no RIV reading."""
+def identifier_to_ii(ident: dict, reference: dict | None = None) -> II | None:
+    """The II an Identifier stands for (given the Reference that pointed to it), or None."""
     value = ident.get("value")
     system = ident.get("system") or ""
     if value is None:
         return None
-    root_ext = f.extension_value(ident, systems.EXT_RIV_II_ROOT, "valueString")
+    root_ext = f.extension_value(reference or {}, systems.EXT_RIV_II_ROOT, "valueString")
     if root_ext:
         return II(root=root_ext, extension=value)
     if system == systems.HSA_ID:
@@ -263,29 +265,40 @@ def identifier_to_ii(ident: dict) -> II | None:
     return None
 
 
-def identifier_key(ident: dict) -> str:
-    root = f.extension_value(ident, systems.EXT_RIV_II_ROOT, "valueString") or ""
-    return f"{ident.get('system', '')}|{ident.get('value', '')}|{root}"
+def unit_ref(entries: Entries, ii: II, where: str, resource_type: str = "Organization") -> dict:
+    """A Reference to the Organization (or Practitioner) entry an II identifies."""
+    ref = identified_entry(entries, resource_type, ii_to_identifier(ii, where))
+    if ii.extension is not None and ii.root == systems.RIV_HSA_OID:
+        ref = {"extension": [{"url": systems.EXT_RIV_II_ROOT, "valueString": ii.root}], **ref}
+    return ref
 
 
-def unit_entry(entries: Entries, ii: II, where: str, resource_type: str = "Organization") -> dict:
-    """A Reference to an Organization (or Practitioner) entry identified by an II."""
-    ident = ii_to_identifier(ii, where)
-    key = identifier_key(ident)
-    url = f.full_url(resource_type, key)
-    res = {"resourceType": resource_type, "identifier": [ident]}
+def ii_from_ref(index: f.BundleIndex, reference: dict) -> II | None:
+    """The II a Reference written by `unit_ref` stands for (its target's first identifier)."""
+    target = index.resolve(reference)
+    ident = ((target or {}).get("identifier") or [reference.get("identifier") or {}])[0]
+    return identifier_to_ii(ident, reference)
+
+
+def identified_entry(entries: Entries, resource_type: str, ident: dict, name: str | None = None) -> dict:
+    """A Reference to the one entry of this type with this identifier (conditional create on it).
+
+    The first mention names it (Practitioner.name.text / Organization.name); one fullUrl per
+    identifier, so a transaction never holds two creates with the same condition.
+    """
+    url = f.full_url(resource_type, ident["system"], ident["value"])
+    res: Resource = {"resourceType": resource_type, "identifier": [ident]}
+    if name is not None:
+        res["name"] = [{"text": name}] if resource_type == "Practitioner" else name
     entries.add(url, res, "identifier=" + f.search_token(ident["system"], ident["value"]))
     return f.ref(url)
 
 
 def ii_of(resource: Resource | None, prefer: tuple[str, ...] = (systems.HSA_ID, systems.ORGANISATIONSNUMMER)) -> II | None:
-    """The II for an Organization or Practitioner: a RIV-made identifier, else HSA-id, else organisationsnummer."""
+    """The II for an Organization or Practitioner from elsewhere: HSA-id, else organisationsnummer, else any urn:oid."""
     if resource is None:
         return None
     idents = resource.get("identifier", ()) or ()
-    for ident in idents:
-        if f.extension_value(ident, systems.EXT_RIV_II_ROOT, "valueString"):
-            return identifier_to_ii(ident)
     for system in prefer:
         for ident in idents:
             if ident.get("system") == system and ident.get("value"):
@@ -445,11 +458,7 @@ def agent_who(entries: Entries, hsa_id: str | None, name: str | None) -> dict:
     """Provenance agent `who`: the Practitioner by HSA-id, the name as written, or 'unknown'."""
     who: dict[str, Any] = {}
     if hsa_id is not None:
-        res: Resource = {"resourceType": "Practitioner", "identifier": [f.identifier(systems.HSA_ID, hsa_id)]}
-        if name is not None:
-            res["name"] = [{"text": name}]
-        url = entries.add(f.full_url("Practitioner", systems.HSA_ID, hsa_id), res, "identifier=" + f.search_token(systems.HSA_ID, hsa_id))
-        who["reference"] = url
+        who["reference"] = identified_entry(entries, "Practitioner", f.identifier(systems.HSA_ID, hsa_id), name)["reference"]
     if name is not None:
         who["display"] = name
     return who or _unknown()
@@ -634,10 +643,11 @@ class HeaderSource:
     """Where a main resource keeps header facts that differ between ServiceRequest and CarePlan."""
 
     time_field: str  # authoredOn | created
-    author_field: str  # requester | author
+    author_refs: list[dict]  # where to look for the professional and the unit without a Provenance, in order
     title: str | None
     fallback_document_id: str | None
     source_orgs: list[Resource]
+    fallback_time: str | None = None  # e.g. CarePlan.period.start, when nothing records the authoring
 
 
 def header_from_fhir(resource: Resource, index: f.BundleIndex, src: HeaderSource, where: str) -> Header:
@@ -661,10 +671,10 @@ def header_from_fhir(resource: Resource, index: f.BundleIndex, src: HeaderSource
         source = _source_system(src.source_orgs, author, index, where)
 
     time_value = resource.get(src.time_field)
-    if time_value is None and not exact and author:
-        time_value = author[0].get("recorded")
+    if time_value is None and not exact:
+        time_value = (author[0].get("recorded") if author else None) or src.fallback_time
     if time_value is None:
-        raise RivWriteError(f"{where}: no {src.time_field} to use as authorTime")
+        raise RivWriteError(f"{where}: no {src.time_field} (or Provenance.recorded) to use as authorTime")
     acc = HealthcareProfessional(author_time=times.from_fhir(time_value, f"{where}.{src.time_field}"))
 
     if author:
@@ -681,7 +691,7 @@ def header_from_fhir(resource: Resource, index: f.BundleIndex, src: HeaderSource
         if not exact and acc.role_code is None and practitioner:
             acc.role_code = concept_to_cv(((practitioner.get("qualification") or [{}])[0]).get("code"))
     elif not exact:
-        practitioner, org = person_of(index, resource, resource.get(src.author_field))
+        practitioner, org = _first_person_and_unit(index, resource, src.author_refs)
         acc.hsa_id = hsa_of(practitioner)
         acc.name = practitioner_name(practitioner)
         acc.org_unit = org_unit_from(org)
@@ -702,6 +712,14 @@ def header_from_fhir(resource: Resource, index: f.BundleIndex, src: HeaderSource
         care_contact_id=_care_contact(resource),
     )
     return header
+
+
+def _first_person_and_unit(index: f.BundleIndex, resource: Resource, refs: list[dict]) -> tuple[Resource | None, Resource | None]:
+    practitioner = org = None
+    for ref in refs:
+        person, unit = person_of(index, resource, ref)
+        practitioner, org = practitioner or person, org or unit
+    return practitioner, org
 
 
 def _source_system(orgs: list[Resource], author: tuple[Resource, dict] | None, index: f.BundleIndex, where: str) -> str:

@@ -24,6 +24,7 @@ SCHEMAS = {
 EXAMPLES = SHARED_RIV / "examples"
 XSI_SCHEMA_LOCATION = "{http://www.w3.org/2001/XMLSchema-instance}schemaLocation"
 BOOLEANS = {f"{{{CORE_NS}}}approvedForPatient", f"{{{CORE_NS}}}nullified"}
+BASE64 = f"{{{CORE_NS}}}value"  # MultimediaType/value, the only element of that name in these contracts
 
 needs_shared = pytest.mark.skipif(
     not SHARED_RIV.is_dir(), reason=f"Inera's RIV-TA XSDs are not available ({SHARED_RIV} is absent)"
@@ -55,8 +56,8 @@ def assert_valid(contract: str, xml: bytes) -> None:
 def canon(element: Any) -> tuple:
     """A comparable form of an element tree: tags, attributes (minus xsi:schemaLocation), text, children.
 
-    Whitespace between elements is ignored; booleans compare by value (1 == true); every other
-    text compares exactly.
+    Whitespace between elements is ignored; booleans compare by value (1 == true) and base64 without
+    its line breaks (both are the XSD value space); every other text compares exactly.
     """
     children = tuple(canon(c) for c in element if isinstance(c.tag, str))
     text = element.text or ""
@@ -64,6 +65,8 @@ def canon(element: Any) -> tuple:
         text = text.strip()
     elif element.tag in BOOLEANS:
         text = {"1": "true", "0": "false"}.get(text.strip(), text.strip())
+    elif element.tag == BASE64:
+        text = "".join(text.split())  # xs:base64Binary: white space is not part of the value
     attrs = tuple(sorted((k, v) for k, v in element.attrib.items() if k != XSI_SCHEMA_LOCATION))
     tail = (element.tail or "").strip()
     return (element.tag, attrs, text, tail, children)
@@ -99,3 +102,14 @@ def assert_r4b(bundle: dict) -> None:
     for entry in bundle.get("entry", ()):
         res = entry["resource"]
         get_fhir_model_class(res["resourceType"]).model_validate(res)
+
+
+def assert_idempotent_entries(bundle: dict) -> None:
+    """Every entry is a conditional create, and no two creates of a type share a condition."""
+    seen: set[tuple[str, str]] = set()
+    for entry in bundle.get("entry", ()):
+        request = entry["request"]
+        assert request["method"] == "POST" and request.get("ifNoneExist"), f"not a conditional create: {entry['fullUrl']}"
+        key = (request["url"], request["ifNoneExist"])
+        assert key not in seen, f"two creates with the same condition {key}"
+        seen.add(key)

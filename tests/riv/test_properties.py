@@ -24,6 +24,7 @@ def _round_trip(contract: str, module, xml: bytes) -> None:
     assert not oracle.xsd_errors(contract, xml), "generator produced an invalid document: " + "; ".join(oracle.xsd_errors(contract, xml))
     bundle = module.to_fhir(xml)
     oracle.assert_r4b(bundle)
+    oracle.assert_idempotent_entries(bundle)
     bundle = json.loads(json.dumps(bundle))  # plain JSON on the wire
     out = module.from_fhir(bundle)
     oracle.assert_valid(contract, out)
