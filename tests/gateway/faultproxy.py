@@ -55,9 +55,9 @@ class Slow:
 
 @dataclass(frozen=True)
 class Concurrent:
-    """Before forwarding, run ``change(upstream_client, request)`` against the server (a rival writer)."""
+    """Before forwarding, run ``change(client, upstream_base_url, request)`` against the server (a rival writer)."""
 
-    change: Callable[[httpx.Client, Request], None]
+    change: Callable[[httpx.Client, str, Request], None]
 
 
 PASS, RESET_BEFORE, RESET_AFTER = "pass", "reset-before", "reset-after"
@@ -160,6 +160,7 @@ class FaultProxy:
         self.forwarded: list[Forwarded] = []
         self.actions: Counter[str] = Counter()
         self.rejected_auth = 0
+        self.client_subjects: list[str] = []  # common names of client certificates presented (TLS)
         self._lock = threading.Lock()
         self._client = httpx.Client(timeout=60.0, limits=httpx.Limits(max_connections=32))
         proxy = self
@@ -182,6 +183,11 @@ class FaultProxy:
                         conn.close()
                         raise
                     conn.settimeout(None)
+                    peer = conn.getpeercert() or {}
+                    for rdn in peer.get("subject", ()):
+                        for key, value in rdn:
+                            if key == "commonName":
+                                proxy.client_subjects.append(value)
                 return conn, addr
 
             def handle_error(self, request, client_address):  # type: ignore[no-untyped-def]
@@ -263,7 +269,7 @@ class FaultProxy:
             body = json.dumps(action.body).encode() if action.body else b""
             return self._write(conn, action.status, [("Content-Type", "application/fhir+json"), *action.headers], body)
         if isinstance(action, Concurrent):
-            action.change(self._client, request)
+            action.change(self._client, self.upstream, request)
         try:
             upstream = self._forward(request)
         except httpx.HTTPError:
