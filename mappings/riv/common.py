@@ -266,8 +266,10 @@ def identifier_to_ii(ident: dict, reference: dict | None = None) -> II | None:
 
 
 def unit_ref(entries: Entries, ii: II, where: str, resource_type: str = "Organization") -> dict:
-    """A Reference to the Organization (or Practitioner) entry an II identifies."""
-    ref = identified_entry(entries, resource_type, ii_to_identifier(ii, where))
+    """A Reference to the Organization (or Practitioner) entry an II identifies, naming the identifier too
+    (so the reference still says who it is when the target is not included in a search result)."""
+    ident = ii_to_identifier(ii, where)
+    ref = {**identified_entry(entries, resource_type, ident), "identifier": ident}
     if ii.extension is not None and ii.root == systems.RIV_HSA_OID:
         ref = {"extension": [{"url": systems.EXT_RIV_II_ROOT, "valueString": ii.root}], **ref}
     return ref

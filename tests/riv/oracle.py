@@ -6,6 +6,7 @@ with a clear reason when that directory is absent.
 
 from __future__ import annotations
 
+import os
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,8 @@ from lxml import etree
 from mappings.riv import CORE_NS
 
 REPO = Path(__file__).resolve().parents[2]
-SHARED_RIV = REPO.parent / "shared" / "riv"
+#: `../shared/riv` next to the repo (RIV_SHARED_DIR overrides it, e.g. to check the skips).
+SHARED_RIV = Path(os.environ.get("RIV_SHARED_DIR") or REPO.parent / "shared" / "riv")
 SCHEMAS = {
     "care-services": SHARED_RIV / "schemas" / "interactions" / "GetCareServicesInteraction" / "GetCareServicesResponder_2.0.xsd",
     "care-plans": SHARED_RIV / "schemas" / "interactions" / "GetCarePlansInteraction" / "GetCarePlansResponder_2.0.xsd",

@@ -387,3 +387,29 @@ def _official_like(*, pid: str = "198611062384", pid_type: str = systems.RIV_PER
   </tns:careService>
   <tns:result><tns1:resultCode>OK</tns1:resultCode><tns1:logId>N/A</tns1:logId></tns:result>
 </tns:GetCareServicesResponse>""".encode()
+
+
+def _as_read_from_a_server(bundle: dict, drop: tuple[str, ...] = ()) -> dict:
+    """The Bundle as a search result: server ids, `Type/id` references, no transaction meta."""
+    text = json.dumps(bundle)
+    entries = []
+    for n, entry in enumerate(bundle["entry"], start=1):
+        kind = entry["resource"]["resourceType"]
+        text = text.replace(entry["fullUrl"], f"{kind}/{n}")
+    searched = json.loads(text)
+    for n, entry in enumerate(searched["entry"], start=1):
+        res = entry["resource"]
+        if res["resourceType"] in drop:
+            continue
+        entries.append({"fullUrl": f"https://region.example.se/fhir/{res['resourceType']}/{n}", "resource": {**res, "id": str(n)}})
+    return {"resourceType": "Bundle", "type": "searchset", "entry": entries}
+
+
+def test_care_services_survive_a_server_round_trip() -> None:
+    xml = RIV_FIXTURES[0].read_bytes()
+    searched = _as_read_from_a_server(care_services.to_fhir(xml), drop=("Organization",))
+    out = care_services.from_fhir(searched)
+    original = [oracle.canon(s) for s in _services(xml)]
+    assert [oracle.canon(s) for s in _services(out)] == original
+    result = etree.fromstring(out).find(f"{{{CARE_SERVICES_NS}}}result/{{{CORE_NS}}}resultCode")
+    assert result.text == "OK"  # the response's result is transport, not stored: written anew
