@@ -71,6 +71,31 @@ def prepare_safely(data: bytes) -> Any:
         raise ApiError(400, f"the document cannot be converted ({type(exc).__name__})", code="structure") from None
 
 
+def refused_bundle_parties(data: bytes) -> Parties | None:
+    """The parties of a FHIR Bundle that could not be prepared, if it names a sender (else None: unattributable)."""
+    try:
+        value = json.loads(data)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if not isinstance(value, dict) or value.get("resourceType") != "Bundle":
+        return None
+    parties = parties_of(value)
+    return parties if parties.senders else None
+
+
+def with_full_outcome(prepared: Any, data: bytes) -> Any:
+    """The prepared (refused) document with the compliance engine's whole OperationOutcome."""
+    from dataclasses import replace
+
+    from adapter.compliance import has_errors, validate
+
+    try:
+        outcome = validate(json.loads(data))
+    except Exception:  # noqa: BLE001 - keep the one-line outcome intake gave
+        return prepared
+    return replace(prepared, outcome=outcome) if has_errors(outcome) else prepared
+
+
 def _flow_of(detected: Any) -> str | None:
     if detected.format in ("json", "xml", "riv"):
         return detected.detail or None

@@ -157,6 +157,10 @@ class TokenVerifier:
             raise AuthenticationError("token not meant for this service (audience)") from None
         except jwt.ImmatureSignatureError:
             raise AuthenticationError("token not yet valid") from None
+        except jwt.MissingRequiredClaimError as exc:
+            raise AuthenticationError(f"token lacks the {exc.claim} claim") from None
+        except jwt.InvalidIssuedAtError:
+            raise AuthenticationError("token issued in the future") from None
         except jwt.InvalidSignatureError:
             raise AuthenticationError("token signature does not verify") from None
         except jwt.PyJWTError as exc:

@@ -11,7 +11,7 @@ import pytest
 
 from adapter.api import principal as scopes
 from adapter.api.settings import ApiSettings, Issuer, Limits, MunicipalDelivery
-from tests.api.issuer import JwksServer, TestIssuer
+from tests.api.issuer import JwksServer, LocalIssuer
 
 #: Organisations of the fixtures: Haninge kommun (fixtures/decision/hemtjanst-timmar.json) and others.
 HANINGE = "2120000134"
@@ -26,13 +26,13 @@ FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
 
 
 @pytest.fixture(scope="session")
-def issuer() -> TestIssuer:
+def issuer() -> LocalIssuer:
     """The test issuer (RSA and EC keys generated for this session)."""
-    return TestIssuer()
+    return LocalIssuer()
 
 
 @pytest.fixture(scope="session")
-def jwks_server(issuer: TestIssuer) -> Iterator[JwksServer]:
+def jwks_server(issuer: LocalIssuer) -> Iterator[JwksServer]:
     """The issuer's JWKS served on 127.0.0.1."""
     server = JwksServer(issuer.jwks())
     yield server
@@ -40,7 +40,7 @@ def jwks_server(issuer: TestIssuer) -> Iterator[JwksServer]:
 
 
 @pytest.fixture
-def api_settings(issuer: TestIssuer, jwks_server: JwksServer) -> ApiSettings:
+def api_settings(issuer: LocalIssuer, jwks_server: JwksServer) -> ApiSettings:
     """Settings trusting the test issuer (JWKS fetched over HTTP), workers off, generous limits."""
     return ApiSettings(
         audience=issuer.audience,

@@ -23,7 +23,7 @@ def _jwk(key: Any, kid: str, alg: str) -> dict[str, Any]:
 
 
 @dataclass
-class TestIssuer:
+class LocalIssuer:
     """Signs tokens with its own RSA and EC keys and publishes them as a JWKS."""
 
     issuer: str = ISSUER

@@ -51,7 +51,7 @@ def submit(request: Request, flow: str = Path(description="the document's flow (
            data: bytes = Depends(body_bytes), principal: Principal = Depends(caller),
            svc: Services = Depends(services)) -> Any:
     """Convert, validate and queue a document for the regional server, as the caller's organisation."""
-    from adapter.api.documents import flows, prepare_safely
+    from adapter.api.documents import flows, prepare_safely, refused_bundle_parties, with_full_outcome
 
     access = note(request)
     access.interaction, access.what = "create", f"submit {flow}"
@@ -62,9 +62,11 @@ def submit(request: Request, flow: str = Path(description="the document's flow (
         raise ApiError(503, "no regional server is configured; nothing can be queued", code="transient")
     check_format(data, media_type(request), flow)
     prepared = prepare_safely(data)
-    if prepared.payload is None:
+    parties = parties_of(prepared.payload) if prepared.payload is not None else refused_bundle_parties(data)
+    if parties is None:
         raise ApiError(400, prepared.problem or "unreadable document", code="structure", outcome=prepared.outcome)
-    parties = parties_of(prepared.payload)
+    if prepared.payload is None:  # a FHIR Bundle the compliance engine refused on arrival: kept with its outcome
+        prepared = with_full_outcome(prepared, data)
     access.person_keys = [svc.person_key(p) for p in sorted(parties.persons)]
     require_submitter(request, principal, parties)
     accepted = svc.outbox.enqueue_prepared(prepared, svc.settings.server, source=f"api {principal.actor}"[:500],
