@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "worker": ("adapter.commands.worker", "deliver queued messages to a regional FHIR server (many may share one outbox)"),
     "outbox": ("adapter.commands.outbox", "list messages and dead letters; replay (optionally edited) or discard"),
     "bench": ("adapter.commands.bench", "run the benchmarks under benchmarks/ (e.g. `bench gateway`)"),
+    "serve": ("adapter.commands.serve", "the API: submit documents, status, $validate, dead letters, audit log, inbound from the region"),
 }
 
 
