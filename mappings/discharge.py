@@ -31,7 +31,7 @@ from typing import Any
 from mappings import fhir as f
 from mappings import systems, terminology
 from mappings.models.common import Organisation, Staff
-from mappings.models.discharge import DischargeEvent, HospitalStay, PlanningInformation
+from mappings.models.discharge import DischargeEvent, PlanningInformation
 
 Bundle = dict[str, Any]
 
@@ -219,21 +219,21 @@ def from_fhir(bundle: Bundle) -> DischargeEvent:
     bundle_id = _bundle_id(bundle) if is_message else None
     if bundle_id == default_bundle_id(message_id):
         bundle_id = None
-    return DischargeEvent(
-        message_id=message_id,
-        bundle_id=bundle_id,
-        event=(header.get("eventCoding") or {}).get("code"),
-        sent_at=sent_at,
-        previous_message_id=previous,
-        sender=f.organisation_from(sender),
-        receiver=f.organisation_from(receiver),
-        source_endpoint=(header.get("source") or {}).get("endpoint"),
-        destination_endpoint=destination.get("endpoint"),
-        person=f.person_from(patient),
-        stay=_stay(encounter),
-        planning=_planning(communication, index) if communication else None,
-        cancellation_reason=(header.get("reason") or {}).get("text"),
-    )
+    return DischargeEvent.model_validate({
+        "message_id": message_id,
+        "bundle_id": bundle_id,
+        "event": (header.get("eventCoding") or {}).get("code"),
+        "sent_at": sent_at,
+        "previous_message_id": previous,
+        "sender": f.organisation_from(sender),
+        "receiver": f.organisation_from(receiver),
+        "source_endpoint": (header.get("source") or {}).get("endpoint"),
+        "destination_endpoint": destination.get("endpoint"),
+        "person": f.person_from(patient),
+        "stay": _stay(encounter),
+        "planning": _planning(communication, index) if communication else None,
+        "cancellation_reason": (header.get("reason") or {}).get("text"),
+    })
 
 
 def _bundle_id(bundle: Bundle) -> str | None:
@@ -245,28 +245,30 @@ def _bundle_id(bundle: Bundle) -> str | None:
     return bundle.get("id")
 
 
-def _stay(encounter: dict) -> HospitalStay:
+def _stay(encounter: dict) -> dict[str, Any]:
+    """The canonical HospitalStay fields of the message's Encounter."""
     period = encounter.get("period") or {}
     destination = ((encounter.get("hospitalization") or {}).get("dischargeDisposition"))
-    return HospitalStay(
-        encounter_id=f.first_identifier(encounter, systems.SID_ENCOUNTER),
-        admitted_at=period.get("start"),
-        expected_discharge=f.extension_value(encounter, systems.EXT_EXPECTED_DISCHARGE, "valueDate"),
-        ready_for_discharge_at=f.extension_value(encounter, systems.EXT_READY_FOR_DISCHARGE, "valueDateTime"),
-        discharged_at=period.get("end"),
-        discharge_destination=f.code_in(destination, systems.CS_DISCHARGE_DESTINATION),
-    )
+    return {
+        "encounter_id": f.first_identifier(encounter, systems.SID_ENCOUNTER),
+        "admitted_at": period.get("start"),
+        "expected_discharge": f.extension_value(encounter, systems.EXT_EXPECTED_DISCHARGE, "valueDate"),
+        "ready_for_discharge_at": f.extension_value(encounter, systems.EXT_READY_FOR_DISCHARGE, "valueDateTime"),
+        "discharged_at": period.get("end"),
+        "discharge_destination": f.code_in(destination, systems.CS_DISCHARGE_DESTINATION),
+    }
 
 
-def _planning(com: dict, index: f.BundleIndex) -> PlanningInformation:
+def _planning(com: dict, index: f.BundleIndex) -> dict[str, Any]:
+    """The canonical PlanningInformation fields of the planning Communication."""
     sender = index.resolve(com.get("sender"))
     contact: Staff | None = f.staff_from(sender) if sender and sender.get("resourceType") == "Practitioner" else None
-    return PlanningInformation(
-        summary=(com.get("note") or [{}])[0].get("text"),
-        needs=[p["contentString"] for p in com.get("payload", ()) if "contentString" in p],
-        spu_needed=bool(f.extension_value(com, systems.EXT_SPU_NEEDED, "valueBoolean")),
-        contact=contact,
-    )
+    return {
+        "summary": (com.get("note") or [{}])[0].get("text"),
+        "needs": [p["contentString"] for p in com.get("payload", ()) if "contentString" in p],
+        "spu_needed": bool(f.extension_value(com, systems.EXT_SPU_NEEDED, "valueBoolean")),
+        "contact": contact,
+    }
 
 
 def _must(index: f.BundleIndex, reference: dict | None, what: str) -> dict:
