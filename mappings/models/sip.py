@@ -219,6 +219,11 @@ class CoordinatedPlan(Model):
                 hint = f"; name it by its HSA-id {other}" if other else ""
                 raise ValueError(f"{where} {key} is not a participant's key{hint}")
 
+        contacts: dict[str, Staff] = {}
+        for p in self.participants:
+            for k in filter(None, (p.contact.hsa_id, p.contact.local_id) if p.contact else ()):
+                if contacts.setdefault(k, p.contact) != p.contact:  # type: ignore[arg-type]
+                    raise ValueError(f"contact persons {contacts[k].name!r} and {p.contact.name!r} share identifier {k} but differ")  # type: ignore[union-attr]
         leads = [p for p in self.participants if p.lead]
         if len(leads) != 1:
             raise ValueError(f"a plan has exactly one huvudman with overall responsibility (lead); found {len(leads)}")
