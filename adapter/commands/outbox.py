@@ -15,25 +15,30 @@ from pathlib import Path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--db", metavar="URL", help="outbox database (default: $CAREBRIDGE_DB or ./carebridge.db)")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--db", metavar="URL", help="outbox database (default: $CAREBRIDGE_DB or ./carebridge.db)")
     sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
-    listing = sub.add_parser("list", help="messages, oldest first")
+
+    def add(name: str, help_text: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help_text, description=help_text, parents=[common])
+
+    listing = add("list", "messages, oldest first")
     listing.add_argument("--status", choices=("pending", "delivered", "dead", "rejected", "discarded"))
     listing.add_argument("--server", metavar="URL", help="only this destination")
     listing.add_argument("--limit", type=int, default=100)
     listing.add_argument("--json", action="store_true", help="JSON lines instead of a table")
-    dead = sub.add_parser("dead", help="dead letters with the server's (or validator's) answer")
+    dead = add("dead", "dead letters with the server's (or validator's) answer")
     dead.add_argument("--all", action="store_true", help="include resolved ones")
     dead.add_argument("--limit", type=int, default=100)
     dead.add_argument("--json", action="store_true", help="JSON lines instead of a table")
-    show = sub.add_parser("show", help="one message: state, payload, edit trail, AuditEvents")
+    show = add("show", "one message: state, dead letters, edit trail, AuditEvents")
     show.add_argument("id", type=int)
-    replay = sub.add_parser("replay", help="queue a dead, rejected or delivered message again")
+    replay = add("replay", "queue a dead, rejected or delivered message again")
     replay.add_argument("id", type=int)
     replay.add_argument("--edit", metavar="FILE", help="replace the payload with this document (validated first)")
     replay.add_argument("--reason", help="why (kept in the audit trail)")
     replay.add_argument("--actor", default=None, help="who (default: the login name)")
-    discard = sub.add_parser("discard", help="give up on a dead or rejected message (releases its person's queue)")
+    discard = add("discard", "give up on a dead or rejected message (releases its person's queue)")
     discard.add_argument("id", type=int)
     discard.add_argument("--reason", help="why (kept in the audit trail)")
     discard.add_argument("--actor", default=None, help="who (default: the login name)")
@@ -104,7 +109,9 @@ def _show(outbox, args: argparse.Namespace) -> int:  # type: ignore[no-untyped-d
               f"{json.dumps(d['outcome'], ensure_ascii=False) if d['outcome'] else d['error']}")
     for e in outbox.edits(m.id):
         print(f"{e['created_at']:%Y-%m-%d %H:%M:%S} {e['action']} by {e['actor']}" + (f": {e['reason']}" if e['reason'] else ""))
-    with outbox.engine.connect() as conn:
+    from adapter.outbox.db import reader
+
+    with reader(outbox.engine) as conn:
         for event in reversed(audit.events(conn, message_id=m.id)):
             print(f"audit {event['recorded']} outcome {event['outcome']}: {event['outcomeDesc']}")
     return 0

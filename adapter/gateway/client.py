@@ -71,7 +71,7 @@ class Gateway:
         self.breaker = CircuitBreaker(self.base_url, s.breaker_failures, s.breaker_cooldown)
         self.limiter = RateLimiter(s.rate_limit, s.rate_burst)
         self._stop = threading.Event()
-        self._sleep = sleep or self._interruptible_sleep
+        self._sleep = sleep if sleep is not None else self._interruptible_sleep
         self.capability: dict[str, Any] | None = None
 
     def _interruptible_sleep(self, seconds: float) -> None:
@@ -135,14 +135,19 @@ class Gateway:
             return rnd.attempts >= self.settings.round_attempts or time.monotonic() + upcoming > rnd.deadline
         return stop
 
-    def request(self, rnd: Round, method: str, url: str, interaction: str, **kwargs: Any) -> httpx.Response:
-        """Send one request, retrying transient failures within the round; non-2xx answers are returned."""
+    def request(self, rnd: Round, method: str, url: str, interaction: str,
+                check: Callable[[httpx.Response], Any] | None = None, **kwargs: Any) -> httpx.Response:
+        """Send one request, retrying transient failures within the round; non-2xx answers are returned.
+
+        ``check`` may raise Transient for a 2xx answer that is unusable (e.g. truncated): it is retried too.
+        """
         retrying = tenacity.Retrying(
             retry=tenacity.retry_if_exception_type(Transient), wait=self._wait, stop=self._stop_round(rnd),
             sleep=self._sleep, reraise=True)
-        return retrying(self._once, rnd, method, url, interaction, **kwargs)
+        return retrying(self._once, rnd, method, url, interaction, check, **kwargs)
 
-    def _once(self, rnd: Round, method: str, url: str, interaction: str, **kwargs: Any) -> httpx.Response:
+    def _once(self, rnd: Round, method: str, url: str, interaction: str,
+              check: Callable[[httpx.Response], Any] | None, **kwargs: Any) -> httpx.Response:
         if self._stop.is_set():
             raise Interrupted(f"{method} {url or '/'} not sent: shutting down")
         self.breaker.before_request()
@@ -161,6 +166,8 @@ class Gateway:
         if response.status_code < 400 or response.status_code == 412:
             self.breaker.on_success()
             metrics.REQUESTS.labels(self.base_url, interaction, str(response.status_code)).inc()
+            if check is not None and response.status_code < 300:
+                check(response)
             return response
         error = error_for(response, f"{method} {url or '/'}")
         metrics.REQUESTS.labels(self.base_url, interaction, str(response.status_code)).inc()
@@ -203,21 +210,13 @@ class Gateway:
         raise Permanent(f"unknown payload kind {kind!r}")
 
     def _transaction(self, rnd: Round, bundle: dict[str, Any], headers: dict[str, str]) -> Delivered:
-        response = self.request(rnd, "POST", "", "transaction", json=bundle,
-                                headers={**headers, "Content-Type": FHIR_JSON})
+        expected = len(bundle.get("entry") or [])
+        response = self.request(rnd, "POST", "", "transaction", check=lambda r: _transaction_response(r, expected),
+                                json=bundle, headers={**headers, "Content-Type": FHIR_JSON})
         if response.status_code >= 300:
             raise error_for(response, "POST transaction")
-        try:
-            answer = response.json()
-        except ValueError:
-            raise Transient("POST transaction: the answer is not JSON (truncated?)", status=response.status_code) from None
-        entries = answer.get("entry") or [] if isinstance(answer, dict) else []
-        if not isinstance(answer, dict) or answer.get("type") != "transaction-response" \
-                or len(entries) != len(bundle.get("entry") or []):
-            # Every entry is conditional, so sending again is safe and tells us what the server holds.
-            raise Transient("POST transaction: the answer is not a complete transaction-response",
-                            status=response.status_code)
-        statuses = [int(str((e.get("response") or {}).get("status", "0")).split()[0] or 0) for e in entries]
+        entries = response.json()["entry"]
+        statuses = [_entry_status(e) for e in entries]
         failed = [s for s in statuses if not 200 <= s < 300]
         if failed:
             raise Permanent(f"POST transaction: {len(failed)} entries failed (HTTP {failed[0]})",
@@ -226,6 +225,26 @@ class Gateway:
                    "created": sum(s == 201 for s in statuses), "existing": sum(s == 200 for s in statuses),
                    "attempts": rnd.attempts}
         return Delivered(response.status_code, summary, rnd.attempts)
+
+
+def _entry_status(entry: dict[str, Any]) -> int:
+    """The HTTP status of a transaction-response entry ("201 Created" or "201")."""
+    try:
+        return int(str((entry.get("response") or {}).get("status", "0")).split()[0])
+    except (ValueError, IndexError):
+        return 0
+
+
+def _transaction_response(response: httpx.Response, expected: int) -> None:
+    """Raise Transient unless a 2xx answer is a complete transaction-response (safe to send again: all conditional)."""
+    try:
+        answer = response.json()
+    except ValueError:
+        raise Transient("POST transaction: the answer is not JSON (truncated?)", status=response.status_code) from None
+    if not isinstance(answer, dict) or answer.get("type") != "transaction-response" \
+            or len(answer.get("entry") or []) != expected:
+        raise Transient("POST transaction: the answer is not a complete transaction-response",
+                        status=response.status_code)
 
 
 __all__ = ["CircuitOpen", "Delivered", "Gateway", "Permanent", "Round", "Transient", "UnsuitableServer"]

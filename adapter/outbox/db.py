@@ -15,6 +15,11 @@ def is_sqlite(engine: Engine) -> bool:
     return engine.dialect.name == "sqlite"
 
 
+def reader(engine: Engine) -> Any:
+    """A connection for reading only (on SQLite it never waits for the write lock)."""
+    return engine.connect().execution_options(readonly=True)
+
+
 def make_engine(url: str, *, pool_size: int = 8) -> Engine:
     """An engine for ``url``; SQLite gets WAL, a busy timeout and ``BEGIN IMMEDIATE`` transactions."""
     if url.startswith("sqlite"):
@@ -40,4 +45,7 @@ def _sqlite_setup(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        # Writers take the write lock up front (no deadlock on upgrade); readers (``readonly``) do not
+        # wait for it at all under WAL.
+        readonly = connection.get_execution_options().get("readonly")
+        connection.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")

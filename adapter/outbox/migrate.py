@@ -48,7 +48,9 @@ def current_revision(connection: Connection) -> str | None:
 
 def upgrade(engine: Engine) -> None:
     """Run every missing migration (no-op when the database is at the head revision)."""
-    with engine.connect() as connection:
+    from adapter.outbox.db import reader
+
+    with reader(engine) as connection:
         if current_revision(connection) == head():
             return
     with _migration_lock(engine):

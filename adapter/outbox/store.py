@@ -25,6 +25,7 @@ from sqlalchemy.exc import IntegrityError
 
 from adapter import audit
 from adapter.config import DeliverySettings
+from adapter.outbox.db import reader
 from adapter.outbox.intake import UPDATE, Prepared, dump, prepare
 from adapter.outbox.schema import dead_letters, message_edits, messages, settings
 from adapter.outbox.subjects import Subject, person_key, subject_of
@@ -134,7 +135,7 @@ class Outbox:
             if env:
                 self._secret = env
             else:
-                with self.engine.connect() as conn:
+                with reader(self.engine) as conn:
                     self._secret = conn.execute(
                         select(settings.c.value).where(settings.c.name == "person_key_secret")).scalar_one()
         return self._secret
@@ -272,7 +273,7 @@ class Outbox:
         with self.engine.begin() as conn:
             self._finish(conn, message, owner, status=DELIVERED, delivered_at=utcnow(), last_error=None,
                          result=json.dumps(summary))
-            self._audit_message(conn, message, action="transfer", outcome=audit.SUCCESS,
+            self._audit_message(conn, message, action="transfer", outcome=audit.SUCCESS, actor=owner,
                                 text=f"delivered (HTTP {http_status})",
                                 details={"http-status": str(http_status), "summary": json.dumps(summary)})
 
@@ -281,7 +282,7 @@ class Outbox:
         with self.engine.begin() as conn:
             self._finish(conn, message, owner, last_error=error,
                          next_attempt_at=utcnow() + dt.timedelta(seconds=delay))
-            self._audit_message(conn, message, action="transfer", outcome=audit.MINOR_FAILURE,
+            self._audit_message(conn, message, action="transfer", outcome=audit.MINOR_FAILURE, actor=owner,
                                 text=f"not delivered, retry in {delay:.0f} s: {error}",
                                 details={"http-status": str(http_status or "")})
 
@@ -301,7 +302,7 @@ class Outbox:
                 message_id=message.id, stage=stage, http_status=http_status,
                 outcome=json.dumps(outcome) if outcome else None, error=error, payload=message.payload_text,
                 created_at=now))
-            self._audit_message(conn, message, action="transfer", outcome=audit.SERIOUS_FAILURE,
+            self._audit_message(conn, message, action="transfer", outcome=audit.SERIOUS_FAILURE, actor=owner,
                                 text=f"dead letter ({stage}): {error}", details={"http-status": str(http_status or "")})
 
     # --- operators: replay, edit, discard -------------------------------------------------
@@ -316,6 +317,8 @@ class Outbox:
         prepared = prepare(new_data) if new_data is not None else None
         if prepared is not None and not prepared.ok:
             return Accepted(message_id, "refused", prepared.kind, prepared.outcome, prepared.problem)
+        subject = subject_of(prepared.payload or {}) if prepared is not None else None
+        key = self.key_of(subject) if subject is not None else None
         now = utcnow()
         for _attempt in range(20):
             try:
@@ -328,9 +331,7 @@ class Outbox:
                                                   last_error=None, lease_owner=None, lease_expires_at=None,
                                                   delivered_at=None, result=None, updated_at=now)
                     kind = msg.kind
-                    if prepared is not None:
-                        subject = subject_of(prepared.payload or {})
-                        key = self.key_of(subject)
+                    if prepared is not None and subject is not None and key is not None:
                         kind = prepared.kind
                         values.update(payload=prepared.raw, payload_hash=_sha256(prepared.raw), kind=prepared.kind,
                                       person_key=key, person_label=subject.label, organisation=subject.organisation)
@@ -389,7 +390,7 @@ class Outbox:
 
     def get(self, message_id: int) -> Message:
         """One message by id (NotReplayable if there is none)."""
-        with self.engine.connect() as conn:
+        with reader(self.engine) as conn:
             return self._get(conn, message_id)
 
     def list(self, *, status: str | None = None, destination: str | None = None, ids: Iterable[int] | None = None,
@@ -402,7 +403,7 @@ class Outbox:
             query = query.where(messages.c.destination == destination)
         if ids is not None:
             query = query.where(messages.c.id.in_(list(ids)))
-        with self.engine.connect() as conn:
+        with reader(self.engine) as conn:
             return [Message.from_row(r) for r in conn.execute(query)]
 
     def dead(self, *, include_resolved: bool = False, limit: int = 100) -> list[dict[str, Any]]:
@@ -412,7 +413,7 @@ class Outbox:
             messages, messages.c.id == dead_letters.c.message_id).order_by(dead_letters.c.id.desc()).limit(limit)
         if not include_resolved:
             query = query.where(dead_letters.c.resolved_at.is_(None))
-        with self.engine.connect() as conn:
+        with reader(self.engine) as conn:
             out = []
             for row in conn.execute(query):
                 item = dict(row._mapping)
@@ -422,13 +423,13 @@ class Outbox:
 
     def edits(self, message_id: int) -> list[dict[str, Any]]:
         """The replay/edit/discard trail of one message, oldest first."""
-        with self.engine.connect() as conn:
+        with reader(self.engine) as conn:
             return [dict(r._mapping) for r in conn.execute(
                 select(message_edits).where(message_edits.c.message_id == message_id).order_by(message_edits.c.id))]
 
     def statuses(self, ids: Iterable[int]) -> dict[int, str]:
         """The status of each of these messages."""
-        with self.engine.connect() as conn:
+        with reader(self.engine) as conn:
             return {r[0]: r[1] for r in conn.execute(
                 select(messages.c.id, messages.c.status).where(messages.c.id.in_(list(ids))))}
 
@@ -449,7 +450,7 @@ class Outbox:
             messages.c.status == PENDING, messages.c.destination == destination)
         if only is not None:
             base = base.where(messages.c.id.in_(list(only)))
-        with self.engine.connect() as conn:
+        with reader(self.engine) as conn:
             counts = {
                 "held": conn.execute(base.where(held)).scalar_one(),
                 "blocked": conn.execute(base.where(~held, blocked)).scalar_one(),
@@ -462,7 +463,7 @@ class Outbox:
     def leased_elsewhere(self, owner: str, ids: Iterable[int]) -> int:
         """How many of these pending messages another worker holds a live lease on."""
         now = utcnow()
-        with self.engine.connect() as conn:
+        with reader(self.engine) as conn:
             return conn.execute(select(func.count()).select_from(messages).where(
                 messages.c.id.in_(list(ids)), messages.c.status == PENDING, messages.c.lease_owner != owner,
                 messages.c.lease_expires_at > now)).scalar_one()
@@ -471,7 +472,7 @@ class Outbox:
         """Per destination and status: message count and the oldest message's creation time."""
         query = select(messages.c.destination, messages.c.status, func.count(), func.min(messages.c.created_at)).group_by(
             messages.c.destination, messages.c.status)
-        with self.engine.connect() as conn:
+        with reader(self.engine) as conn:
             return [{"destination": d, "status": s, "count": n, "oldest": _parse_time(o)}
                     for d, s, n, o in conn.execute(query)]
 

@@ -90,7 +90,7 @@ def test_zero_lost_zero_duplicated_under_fault(fhir_server: RunningServer, fault
 @pytest.mark.slow
 def test_every_business_key_exactly_once_after_mixed_faults(fhir_server: RunningServer, tag: str, sqlite_url: str) -> None:
     """Per conditional key, not just per type: the server holds exactly one resource for each."""
-    docs = decisions(tag, 27, persons=9, seed=1)
+    docs = decisions(tag, 18, persons=6, seed=1)
     keys = conditional_keys(bundles(docs))
     plan = fp.Random(11, [(fp.RESET_AFTER, 0.25), (fp.RESET_BEFORE, 0.1), (fp.unavailable(), 0.1)], is_transaction)
     outbox, proxy = run_through_proxy(fhir_server, docs, sqlite_url, plan)
@@ -101,6 +101,7 @@ def test_every_business_key_exactly_once_after_mixed_faults(fhir_server: Running
     outbox.close()
 
 
+@pytest.mark.slow
 def test_faulty_run_equals_fault_free_run_on_fresh_servers(server_factory: Callable[..., RunningServer], tag: str,
                                                            tmp_path: Any) -> None:
     """Two fresh Medplum servers, same documents: one fault-free, one through heavy faults; same resources."""
