@@ -82,6 +82,11 @@ def _openapi(app: Any) -> dict[str, Any]:
         for operation in operations.values():
             if path not in OPEN_PATHS:
                 operation["security"] = [{"bearer": []}, {"mutualTLS": []}]
+    from adapter.api.documents import flows
+
+    for parameter in schema["paths"].get("/documents/{flow}", {}).get("post", {}).get("parameters", []):
+        if parameter.get("name") == "flow":
+            parameter["schema"]["enum"] = flows()
     examples.inject(schema)
     app.openapi_schema = schema
     return schema

@@ -93,24 +93,55 @@ def take_in(svc: Services, notification: Any, principal: Principal) -> dict[str,
     return result
 
 
+class OutboxInbox:
+    """The municipal side of received messages: each accepted event is queued for the municipal destination."""
+
+    def __init__(self, svc: Services, destination: str, actor: str) -> None:
+        self.svc = svc
+        self.destination = destination
+        self.actor = actor
+
+    def deliver(self, event: Any) -> None:
+        """Queue the canonical event (JSON or municipal XML) in the outbox; a resend overwrites the same file."""
+        from adapter.inbound import municipal
+
+        fmt = self.svc.settings.municipal.format
+        receiver = event.receiver.hsa_id or event.receiver.organisationsnummer if getattr(event, "receiver", None) else None
+        municipal.enqueue(self.svc.outbox, event, destination=self.destination, fmt=fmt,
+                          filename=municipal.safe_filename(f"discharge-{event.message_id}") + f".{fmt}",
+                          person=event.person.personnummer, organisation=receiver,
+                          source=f"$process-message {event.message_id}", actor=self.actor)
+
+
 def process_message(request: Any, svc: Services, principal: Principal, bundle: dict[str, Any]) -> Any:
-    """Hand a FHIR message to ``adapter.messaging`` and answer its acknowledgement."""
+    """Hand a FHIR message to the discharge receiver (``adapter.messaging``) and answer its acknowledgement.
+
+    The receiver dedupes, validates, pauses or resumes the person's provider Tasks on the regional
+    server, and gives the event to the municipality through the outbox; its acknowledgement
+    message is the answer (200 whatever its response code, as $process-message defines).
+    """
     from fastapi.responses import Response
 
+    from adapter.api.access import note
     from adapter.api.authorisation import require_submitter
-    from adapter.api.errors import FHIR_JSON, body
+    from adapter.api.errors import FHIR_JSON
     from adapter.api.parties import parties_of
+    from adapter.messaging import NotAMessageError, Receiver, SqlReceiptStore, TaskEffects
 
-    try:
-        from adapter import messaging
-    except ImportError:
-        raise ApiError(501, "receiving FHIR messages is not available in this version", code="not-supported") from None
     if bundle.get("resourceType") != "Bundle" or bundle.get("type") != "message":
         raise ApiError(400, "$process-message takes a Bundle of type message", code="structure", expression="Bundle.type")
     parties = parties_of(bundle)
-    from adapter.api.access import note
-
     note(request).person_keys = [svc.person_key(p) for p in sorted(parties.persons)]
     require_submitter(request, principal, parties)
-    status, answer = messaging.receive(bundle, svc.outbox)  # type: ignore[attr-defined]
-    return Response(body(answer), status_code=status, media_type=FHIR_JSON)
+    destination = svc.settings.municipal.destination
+    if not destination or not svc.settings.server:
+        raise ApiError(503, "no municipal destination or regional server is configured", code="transient")
+    organisation = svc.settings.municipal.organisation
+    receiver = Receiver(SqlReceiptStore(svc.engine), effects=TaskEffects(svc.effects_gateway()),
+                        inbox=OutboxInbox(svc, destination, principal.actor),
+                        serves=[organisation] if organisation else None)
+    try:
+        processed = receiver.process(bundle)
+    except NotAMessageError as exc:
+        raise ApiError(400, f"not a FHIR message: {exc}", code="structure") from None
+    return Response(processed.acknowledgement, media_type=FHIR_JSON)

@@ -24,6 +24,8 @@ class Services:
     regional_auth: AuthSettings = field(default_factory=AuthSettings)
     workers: list[Any] = field(default_factory=list)
     threads: list[threading.Thread] = field(default_factory=list)
+    _effects_gateway: Any = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
     def engine(self) -> Any:
@@ -35,6 +37,15 @@ class Services:
         from adapter.outbox.subjects import Subject
 
         return self.outbox.key_of(Subject(personnummer, None, ""))
+
+    def effects_gateway(self) -> Any:
+        """The gateway received messages use to pause and resume Tasks on the regional server (made on first use)."""
+        from adapter.gateway import Gateway
+
+        with self._lock:
+            if self._effects_gateway is None:
+                self._effects_gateway = Gateway(self.settings.server or "", self.outbox.settings, self.regional_auth)
+            return self._effects_gateway
 
     def start_workers(self) -> None:
         """Deliver in background threads: documents to the regional server, changes to the municipality."""
@@ -65,6 +76,9 @@ class Services:
             thread.join(timeout=30)
         for worker in self.workers:
             worker.gateway.close()
+        if self._effects_gateway is not None:
+            self._effects_gateway.close()
+            self._effects_gateway = None
         self.workers.clear()
         self.threads.clear()
 

@@ -20,15 +20,14 @@ from adapter.api.authorisation import require_scope
 from adapter.api.deps import body_bytes, services
 from adapter.api.errors import FHIR_JSON, ApiError, body
 from adapter.api.principal import Principal
-from adapter.api.routes.documents import ERRORS
+from adapter.api.responses import ERRORS, fhir
 from adapter.api.services import Services
 
 router = APIRouter(tags=["audit"])
 
 ACTIONS = ("transfer", "reject", "replay", "edit", "discard", "access")
 SEARCH_RESPONSES: dict[int | str, dict[str, Any]] = {
-    **ERRORS, 200: {"description": "a FHIR searchset Bundle of AuditEvents, newest first",
-                    "content": {FHIR_JSON: {"schema": {"type": "object"}}}}}
+    **ERRORS, 200: fhir("a FHIR searchset Bundle of AuditEvents, newest first")}
 
 
 def _search(request: Request, principal: Principal, svc: Services, *, person: str | None, message_id: int | None,

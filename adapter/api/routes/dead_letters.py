@@ -17,8 +17,9 @@ from adapter.api.documents import parties_for, prepare_safely, refused_bundle_pa
 from adapter.api.errors import ApiError
 from adapter.api.parties import parties_of
 from adapter.api.principal import Principal
-from adapter.api.routes.documents import ERRORS, _status_response
-from adapter.api.schemas import DeadLetters, DocumentStatus, OperationOutcome
+from adapter.api.responses import ERRORS, outcome
+from adapter.api.routes.documents import _status_response
+from adapter.api.schemas import DeadLetters, DocumentStatus
 from adapter.api.services import Services
 
 router = APIRouter(tags=["dead letters"])
@@ -64,8 +65,8 @@ def list_dead_letters(request: Request, limit: int = Query(default=50, ge=1, le=
     status_code=202,
     response_model=DocumentStatus,
     responses={**ERRORS, 202: {"description": "queued again"},
-               409: {"model": OperationOutcome, "description": "the document is not dead-lettered"},
-               422: {"model": OperationOutcome, "description": "the edited document failed validation; nothing changed"}},
+               409: outcome("the document is not dead-lettered"),
+               422: outcome("the edited document failed validation; nothing changed")},
     openapi_extra={"requestBody": {"required": False, "content": {
         "application/json": {"schema": {"type": "object"}},
         "application/fhir+json": {"schema": {"type": "object"}},

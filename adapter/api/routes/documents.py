@@ -17,20 +17,12 @@ from adapter.api.documents import check_format, dead_letter_of, parties_for, sta
 from adapter.api.errors import ApiError
 from adapter.api.parties import parties_of
 from adapter.api.principal import Principal
-from adapter.api.schemas import DocumentStatus, OperationOutcome
+from adapter.api.responses import ERRORS, outcome
+from adapter.api.schemas import DocumentStatus
 from adapter.api.services import Services
 
 router = APIRouter(tags=["documents"])
 
-ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {"model": OperationOutcome, "description": "malformed request"},
-    401: {"model": OperationOutcome, "description": "no valid credentials"},
-    403: {"model": OperationOutcome, "description": "not allowed for the caller's organisation or scopes"},
-    404: {"model": OperationOutcome, "description": "no such document"},
-    413: {"model": OperationOutcome, "description": "body too large"},
-    429: {"model": OperationOutcome, "description": "rate limit; see Retry-After"},
-    503: {"model": OperationOutcome, "description": "not answered in time, or not configured"},
-}
 
 
 @router.post(
@@ -39,7 +31,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     status_code=202,
     response_model=DocumentStatus,
     responses={**ERRORS, 202: {"description": "validated and queued for delivery"},
-               415: {"model": OperationOutcome, "description": "Content-Type not accepted or not matching the body"},
+               415: outcome("Content-Type not accepted or not matching the body"),
                422: {"model": DocumentStatus, "description": "failed validation; kept as a dead letter with its OperationOutcome"}},
     openapi_extra={"requestBody": {"required": True, "content": {
         "application/json": {"schema": {"type": "object"}},

@@ -12,6 +12,7 @@ from adapter.api.auth import caller
 from adapter.api.authorisation import require_scope
 from adapter.api.deps import services
 from adapter.api.principal import Principal
+from adapter.api.responses import ERRORS
 from adapter.api.services import Services
 
 router = APIRouter(tags=["health"])
@@ -43,7 +44,7 @@ def readyz(svc: Services = Depends(services)) -> Any:
 
 
 @router.get("/metrics", summary="Prometheus metrics (API, outbox, gateway)",
-            responses={200: {"description": "Prometheus text format", "content": {"text/plain": {}}}})
+            responses={**ERRORS, 200: {"description": "Prometheus text format", "content": {"text/plain": {}}}})
 def metrics(request: Request, principal: Principal = Depends(caller)) -> Response:
     """Every carebridge metric in Prometheus text format (scope metrics.read)."""
     from adapter.api.metrics import render

@@ -14,8 +14,8 @@ from adapter.api.authorisation import forbid, require_scope
 from adapter.api.deps import body_bytes, require_json_object, services
 from adapter.api.errors import ApiError
 from adapter.api.principal import Principal
-from adapter.api.routes.documents import ERRORS
-from adapter.api.schemas import NotificationResult, OperationOutcome
+from adapter.api.responses import ERRORS, fhir, outcome
+from adapter.api.schemas import NotificationResult
 from adapter.api.services import Services
 
 router = APIRouter(tags=["inbound"])
@@ -33,7 +33,7 @@ def require_region(request: Request, principal: Principal, svc: Services) -> Non
     summary="Subscription rest-hook: id-only notifications of regional changes (Task status, plans, follow-ups)",
     response_model=NotificationResult,
     responses={**ERRORS, 200: {"description": "taken in; per change what was queued for the municipality"},
-               502: {"model": OperationOutcome, "description": "the regional server could not be read; send again"}},
+               502: outcome("the regional server could not be read; send again")},
     openapi_extra={"requestBody": {"required": True, "content": {
         "application/fhir+json": {"schema": {"type": "object"}},
         "application/json": {"schema": {"type": "object"}},
@@ -61,9 +61,7 @@ def subscription_notification(request: Request, data: bytes = Depends(body_bytes
 @router.post(
     "/fhir/$process-message",
     summary="Receive a FHIR message (discharge events): validated, deduplicated, acknowledged",
-    responses={**ERRORS, 200: {"description": "the acknowledgement message (Bundle type message)",
-                               "content": {"application/fhir+json": {"schema": {"type": "object"}}}},
-               501: {"model": OperationOutcome, "description": "message receiving is not available"}},
+    responses={**ERRORS, 200: fhir("the acknowledgement message (Bundle type message)")},
     openapi_extra={"requestBody": {"required": True, "content": {
         "application/fhir+json": {"schema": {"type": "object"}},
         "application/json": {"schema": {"type": "object"}},

@@ -13,8 +13,7 @@ from adapter.api.deps import body_bytes, require_json_object, services
 from adapter.api.errors import FHIR_JSON, ApiError, body
 from adapter.api.parties import parties_of
 from adapter.api.principal import Principal
-from adapter.api.routes.documents import ERRORS
-from adapter.api.schemas import OperationOutcome
+from adapter.api.responses import ERRORS, outcome
 from adapter.api.services import Services
 
 router = APIRouter(tags=["fhir"])
@@ -35,8 +34,7 @@ def resource_of(value: dict[str, Any]) -> dict[str, Any]:
 @router.post(
     "/fhir/$validate",
     summary="Validate a FHIR resource; the answer is its OperationOutcome",
-    response_model=OperationOutcome,
-    responses={**ERRORS, 200: {"description": "the OperationOutcome (valid or not)"}},
+    responses={**ERRORS, 200: outcome("the OperationOutcome (valid or not)")},
     openapi_extra={"requestBody": {"required": True, "content": {
         "application/fhir+json": {"schema": {"type": "object"}},
         "application/json": {"schema": {"type": "object"}},
