@@ -145,3 +145,7 @@ def test_decision_to_sekmet_and_task_status_back_to_the_municipal_folder(
         assert {"POST /documents/decision", f"GET {submitted.headers['Location']}",
                 "POST /fhir/subscription-notification"} <= accesses
         assert PNR not in audit.text
+    # the service's own log (JSON lines on stderr) never has the personnummer in plain text
+    log = (tmp_path / "api" / "serve.log").read_text()
+    assert '"msg": "request"' in log and "delivered" in log
+    assert PNR not in log
