@@ -4,14 +4,52 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import httpx
 import pytest
 
-from tests.flows._plan_servers import read_back_model, send_twice
+from adapter import conversion
+from adapter.commands.demo import read_back
+from adapter.standin import count
 
 FIXTURES = sorted(Path(__file__).parents[2].joinpath("fixtures", "implementation-plan").glob("*.json"))
 DECISIONS = sorted(Path(__file__).parents[2].joinpath("fixtures", "decision").glob("*.json"))
 
 pytestmark = pytest.mark.integration
+
+# --- Steps shared with test_rehab_plan_servers.py ------------------------------------------
+
+
+def post(client: httpx.Client, bundle: dict) -> dict:
+    response = client.post("", json=bundle, headers={"Content-Type": "application/fhir+json"})
+    assert response.status_code == 200, response.text[:500]
+    return response.json()
+
+
+def status(entry: dict) -> int:
+    return int(str(entry["response"]["status"]).split()[0])
+
+
+def send_twice(base_url: str, path: Path) -> tuple[conversion.Document, dict, dict]:
+    """POST a fixture's transaction, then the same again: the resend must create nothing."""
+    with httpx.Client(base_url=base_url, timeout=60) as client:
+        doc = conversion.read(path.read_bytes())
+        bundle = conversion.bundle_of(doc)
+        first = post(client, bundle)
+        assert all(status(e) in (200, 201) for e in first["entry"]), path.name
+        types = sorted({e["resource"]["resourceType"] for e in bundle["entry"]})
+        before = {t: count(base_url, t) for t in types}
+        second = post(client, bundle)
+        assert all(status(e) == 200 for e in second["entry"]), f"{path.name}: the resend created something"
+        assert {t: count(base_url, t) for t in types} == before, path.name
+        locations = [[e["response"]["location"].split("/_history")[0].split("/fhir/")[-1] for e in r["entry"]] for r in (first, second)]
+        assert locations[0] == locations[1], path.name
+        return doc, first, second
+
+
+def read_back_model(base_url: str, response: dict):
+    """The canonical model decoded from the resources the transaction created, read from the server."""
+    with httpx.Client(base_url=base_url, timeout=60) as client:
+        return conversion.model_of(conversion.Document("fhir", bundle=read_back(client, response)))
 
 
 @pytest.mark.parametrize("path", FIXTURES, ids=lambda p: p.stem)

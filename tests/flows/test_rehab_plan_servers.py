@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.flows._plan_servers import read_back_model, send_twice
+from tests.flows.test_implementation_plan_servers import read_back_model, send_twice
 
 FIXTURES = sorted(Path(__file__).parents[2].joinpath("fixtures", "rehab-plan").glob("*.json"))
 DECISIONS = sorted(Path(__file__).parents[2].joinpath("fixtures", "decision").glob("*.json"))
