@@ -144,4 +144,7 @@ def process_message(request: Any, svc: Services, principal: Principal, bundle: d
         processed = receiver.process(bundle)
     except NotAMessageError as exc:
         raise ApiError(400, f"not a FHIR message: {exc}", code="structure") from None
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:  # a receiver crash on odd input: 4xx, logged
+        log.exception("message could not be processed")
+        raise ApiError(400, f"the message could not be processed ({type(exc).__name__})", code="structure") from None
     return Response(processed.acknowledgement, media_type=FHIR_JSON)

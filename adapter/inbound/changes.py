@@ -239,6 +239,6 @@ def translate(reader: RegionalReader, reference: str) -> Change:
     resource = reader.read(f"{rtype}/{rid}")
     try:
         return TRANSLATORS[rtype](reader, resource)
-    except (ValidationError, ValueError) as exc:
+    except (ValidationError, ValueError, KeyError, TypeError, AttributeError) as exc:  # odd content on the server
         return Change(f"{rtype}/{rid}", version_key(reader, resource),
                       note=f"skipped: cannot be turned into a municipal document ({type(exc).__name__})")
