@@ -24,7 +24,7 @@ from mappings.riv.model import II, CarePlan, CarePlanBody, CarePlansResponse, Mu
 
 Bundle = dict[str, Any]
 
-_FHIR_URL = re.compile(r"^\S+$")
+_FHIR_URL = re.compile(r"^\S+\Z")
 
 
 class NoCarePlanError(RivWriteError):

@@ -31,10 +31,9 @@ from mappings.riv.model import CV, II, Header, HealthcareProfessional, LegalAuth
 
 Resource = dict[str, Any]
 
-_OID = re.compile(r"^[0-2](\.(0|[1-9]\d*))+$")
-_URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*:\S+$")
-_FHIR_CODE = re.compile(r"^[^\s]+(\s[^\s]+)*$")
-_FHIR_URL = re.compile(r"^\S+$")
+_OID = re.compile(r"^[0-2](\.(0|[1-9]\d*))+\Z")
+_URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*:\S+\Z")
+_FHIR_CODE = re.compile(r"^[^\s]+(\s[^\s]+)*\Z")
 #: R4 string: `[ \r\n\t\S]+` (searched, as the reference model does): not empty, not only non-ASCII white space.
 _FHIR_STRING = re.compile(r"[ \r\n\t\S]")
 _ORG_UNIT_ID = "orgunit"

@@ -419,7 +419,7 @@ def _foreign_element(xml: str, own_ns: str, where: str) -> Any:
 
 # --- Addressing parts by RIV path -------------------------------------------------------
 
-_STEP = re.compile(r"^([A-Za-z]+)(?:\[(\d+)\])?$")
+_STEP = re.compile(r"^([A-Za-z]+)(?:\[(\d+)\])?\Z")
 
 
 def _join(path: str, tag: str, n: int | None) -> str:

@@ -24,8 +24,8 @@ from mappings.riv import RivFormatError, RivWriteError
 
 #: TimeStampType's pattern in clinicalprocess_logistics_logistics_3.0.xsd.
 TIMESTAMP = re.compile(r"(19|20)\d\d(0[1-9]|1[012])(0[1-9]|[12][0-9]|3[01])(0[0-9]|1[0-9]|2[0123])([0-5])([0-9])([0-5])([0-9])")
-_FHIR_DATE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})$")
-_FHIR_DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})?$")
+_FHIR_DATE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})\Z")
+_FHIR_DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})?\Z")
 
 
 @cache

@@ -50,23 +50,23 @@ def test_riv_fixture_round_trips(path: Path) -> None:
 def test_fixture_reads_as_care_plan_with_document_and_participants() -> None:
     bundle = care_plans.to_fhir(RIV_FIXTURES[0].read_bytes())
     index = f.BundleIndex(bundle)
-    sip = next(p for p in _resources(bundle, "CarePlan") if f.code_in(p.get("category"), systems.CS_CARE_PLAN_TYPE) == "SIP")
-    assert sip["intent"] == "plan" and sip["status"] == "active"
-    assert sip["title"] == "Samordnad individuell plan, Margit Holmberg"
-    units = [index.resolve(c)["identifier"][0]["value"] for c in sip["contributor"]]
-    assert units == ["SE2120000134-SN01", "SE2321000016-HVC1", "SE2120000134-REH1"]
-    doc = index.resolve(sip["supportingInfo"][0])
+    rehab = next(p for p in _resources(bundle, "CarePlan") if f.code_in(p.get("category"), systems.CS_CARE_PLAN_TYPE) == "RP")
+    assert rehab["intent"] == "plan" and rehab["status"] == "active"
+    assert rehab["title"] == "Rehabiliteringsplan efter fall, Margit Holmberg"
+    units = [index.resolve(c)["identifier"][0]["value"] for c in rehab["contributor"]]
+    assert units == ["SE2321000016-R4HN", "SE5566778899-HTJ1", "SE2120000134-REH1"]
+    doc = index.resolve(rehab["supportingInfo"][0])
     assert doc["resourceType"] == "DocumentReference"
-    assert index.resolve(doc["context"]["related"][0]) is sip
+    assert index.resolve(doc["context"]["related"][0]) is rehab
     text, pdf = (c["attachment"] for c in doc["content"])
     assert text["contentType"] == "text/plain"
     assert "Margits egna ord" in base64.b64decode(text["data"]).decode("utf-8")
     assert pdf == {
-        "extension": [{"url": systems.EXT_RIV_CONTENT_ID, "valueString": "SIP-HAN-2026-0112-pdf"}],
+        "extension": [{"url": systems.EXT_RIV_CONTENT_ID, "valueString": "RP-HVC-2026-0388-pdf"}],
         "contentType": "application/pdf",
-        "url": "https://dokument.haninge.example.se/sip/SIP-HAN-2026-0112.pdf",
+        "url": "https://journal.regionstockholm.example.se/rehab/RP-HVC-2026-0388.pdf",
     }
-    gp = next(p for p in _resources(bundle, "CarePlan") if p is not sip)
+    gp = next(p for p in _resources(bundle, "CarePlan") if p is not rehab)
     assert f.extension_value(gp, systems.EXT_RIV_APPROVED_FOR_PATIENT, "valueBoolean") is False
 
 
@@ -145,7 +145,7 @@ def test_unknown_media_type_is_refused() -> None:
 
 
 def test_reference_with_spaces_is_kept_outside_the_attachment_url() -> None:
-    xml = RIV_FIXTURES[0].read_bytes().replace(b"https://dokument.haninge.example.se/sip/SIP-HAN-2026-0112.pdf", b"dokument SIP 0112.pdf")
+    xml = RIV_FIXTURES[0].read_bytes().replace(b"https://journal.regionstockholm.example.se/rehab/RP-HVC-2026-0388.pdf", b"rehabplan 0388.pdf")
     bundle = care_plans.to_fhir(xml)
     doc = _resources(bundle, "DocumentReference")[0]
     assert "url" not in doc["content"][1]["attachment"]
