@@ -67,3 +67,27 @@ def test_fixtures_read_back_exactly_after_their_decisions(server_factory, name: 
         doc, first, _ = send_twice(server.base_url, path)
         back = read_back_model(server.base_url, first)
         assert back.model_dump_json() == doc.model.model_dump_json(), path.name
+
+
+def test_a_resend_with_new_contacts_creates_only_the_new_contacts(fhir_server) -> None:
+    """Short-horizon updates: the plan is sent again with two more delivery records."""
+    import uuid
+
+    from mappings import implementation_plan
+    from mappings.models.implementation_plan import ImplementationPlan
+
+    full = ImplementationPlan.model_validate_json(FIXTURES[0].read_text("utf-8")).model_copy(update={"plan_id": f"GP-{uuid.uuid4().hex[:10]}"})
+    full = ImplementationPlan.model_validate(full.model_dump())
+    assert [r.outcome for r in full.deliveries[-2:]] == ["avbojd", "installd"]
+    earlier = ImplementationPlan.model_validate({**full.model_dump(), "deliveries": full.model_dump()["deliveries"][:-2]})
+    base = fhir_server.base_url
+    with httpx.Client(base_url=base, timeout=60) as client:
+        post(client, implementation_plan.to_fhir(earlier))
+        before = {t: count(base, t) for t in ("Task", "Encounter", "Observation", "ServiceRequest", "Goal", "CarePlan", "CareTeam")}
+        response = post(client, implementation_plan.to_fhir(full))
+        created = [e for e in response["entry"] if status(e) == 201]
+        assert [e["response"]["location"].split("/_history")[0].split("/")[-2] for e in created] == ["Task", "Task"]
+        after = {t: count(base, t) for t in before}
+        assert after == {**before, "Task": before["Task"] + 2}
+        back = conversion.model_of(conversion.Document("fhir", bundle=read_back(client, response)))
+    assert back.deliveries == full.deliveries
