@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 from adapter.compliance import extras, fhirpath, narrative
 from adapter.compliance.context import ValidationContext
-from adapter.compliance.model import Field, Invariant, Rules, TypeRule, rules
+from adapter.compliance.model import COMPLEX, POST_CODING, POST_REFERENCE, PRIMITIVE, RESOURCE, Field, Invariant, Rules, TypeRule, rules
 from adapter.compliance.outcome import issue
 
 _REL_REF = re.compile(r"^(?:(?P<base>https?://.+)/)?(?P<type>[A-Z][A-Za-z]+)/(?P<id>[A-Za-z0-9\-\.]{1,64})(?:/_history/(?P<version>[A-Za-z0-9\-\.]{1,64}))?$")
@@ -187,107 +187,133 @@ class Walker:
     # --- complex values -----------------------------------------------------------
     def obj(self, node: Any, t: TypeRule, path: str) -> None:
         """Check a JSON object against a type's fields, cardinalities and invariants."""
-        if not isinstance(node, dict):
+        if type(node) is not dict:
             self.error(path, f"expected a JSON object for {t.name}, found {_json_kind(node)}", "structure", "json-shape")
             return
         fields = t.fields
-        present: dict[str, int] = {}
-        is_resource = t.kind == "resource"
-        content = False
-        entry_saved = None
-        if t.name == "Bundle.entry":
+        choices: set[str] | None = None
+        if t.is_entry:
             entry_saved = self.entry_url
             fu = node.get("fullUrl")
             self.entry_url = fu if isinstance(fu, str) else None
         for key, val in node.items():
             f = fields.get(key)
             if f is None:
-                if key[:1] == "_":
-                    if self._primitive_extension(node, key, val, t, path, present):
-                        content = True
+                self._odd_key(node, key, val, t, path)
+                continue
+            if f.choice:
+                if choices is None:
+                    choices = set()
+                if f.name in choices:
+                    self.error(f"{path}.{f.name}", f"only one type of {f.name}[x] may be present", "structure", "choice")
                     continue
-                if key == "resourceType" and is_resource:
-                    continue
-                self.error(path, f"Unrecognized property '{key}'", "structure", "unknown-element")
-                continue
-            if key != "id":
-                content = True
-            name = f.name
-            if f.choice and name in present:
-                self.error(f"{path}.{name}", f"only one type of {name}[x] may be present", "structure", "choice")
-                continue
-            if f.max == 0:
-                self.error(f"{path}.{name}", f"{t.name}.{name}: maximum allowed = 0, but found {len(val) if isinstance(val, list) else 1}", "structure", "cardinality")
-                continue
+                choices.add(f.name)
             if f.is_list:
-                if not isinstance(val, list):
-                    self.error(f"{path}.{name}", f"property '{key}' must be a JSON array, not {_json_kind(val)}", "structure", "json-shape")
-                    val = [val]
-                elif not val:
-                    self.error(f"{path}.{name}", "Array cannot be empty - the property should not be present if it has no values", "invalid", "empty-array")
-                    continue
-                present[name] = max(present.get(name, 0), len(val))
-                if f.max > 1 and len(val) > f.max:
-                    self.error(f"{path}.{name}", f"{t.name}.{name}: max allowed = {f.max}, but found {len(val)}", "structure", "cardinality")
-                for i, item in enumerate(val):
-                    if item is None and f.primitive is not None:
-                        continue  # value supplied by the `_key` array (checked there)
-                    self.value(item, f, f"{path}.{name}[{i}]")
+                if type(val) is not list or not val:
+                    val = self._odd_list(key, val, f, path)
+                    if val is None:
+                        continue
+                if 1 < f.max < len(val):
+                    self.error(f"{path}.{f.name}", f"{t.name}.{f.name}: max allowed = {f.max}, but found {len(val)}", "structure", "cardinality")
+                fast = f.fast
+                if fast is not None and not f.invariants:
+                    for item in val:
+                        if item is not None and not fast(item):
+                            self._slow_items(val, f, path)
+                            break
+                else:
+                    prim = f.primitive is not None
+                    for i, item in enumerate(val):
+                        if item is None and prim:
+                            continue  # value supplied by the `_key` array (checked there)
+                        self.value(item, f, f"{path}.{f.name}[{i}]")
             else:
-                if isinstance(val, list):
-                    self.error(f"{path}.{name}", f"property '{key}' must be a single value, not an array (max cardinality 1)", "structure", "cardinality")
+                fast = f.fast
+                if fast is not None and not f.invariants and fast(val):
                     continue
-                present[name] = 1
-                self.value(val, f, f"{path}.{name}.ofType({f.type})" if f.choice else f"{path}.{name}")
-        if entry_saved is not None or t.name == "Bundle.entry":
+                if type(val) is list or f.max == 0:
+                    self._odd_single(val, f, t, path)
+                    continue
+                self.value(val, f, f"{path}.{f.name}.ofType({f.type})" if f.choice else f"{path}.{f.name}")
+        if t.is_entry:
             self.entry_url = entry_saved
-        if not content and not is_resource:
+        if t.kind != "resource" and (not node or (len(node) == 1 and "id" in node)):
             self.error(path, "Constraint failed: ele-1: 'All FHIR elements must have a @value or children'", "invariant", "ele-1")
-        for name, mn in t.required:
-            if present.get(name, 0) < mn:
-                self.error(path if name not in t.names or not present.get(name) else f"{path}.{name}",
-                           f"{t.name}.{name}: minimum required = {mn}, but only found {present.get(name, 0)}", "required", "cardinality")
-        hook = extras.TYPE_HOOKS.get(t.name)
-        if hook is not None:
-            hook(self, node, path)
+        for name, mn, keys in t.required_keys:
+            for k in keys:
+                if k in node:
+                    if mn > 1:
+                        self._count_min(node, keys, name, mn, t, path)
+                    break
+            else:
+                self.error(path, f"{t.name}.{name}: minimum required = {mn}, but only found 0", "required", "cardinality")
+        if t.hook is not None:
+            t.hook(self, node, path)
         for inv in t.invariants:
-            if inv.fn is not None:
-                self.invariant(inv, node, path)
+            self.invariant(inv, node, path)
+
+    def _odd_key(self, node: dict, key: str, val: Any, t: TypeRule, path: str) -> None:
+        """A key that is not a field: a primitive's `_key`, resourceType, or an unknown element."""
+        if key[:1] == "_":
+            self._primitive_extension(node, key, val, t, path)
+        elif key != "resourceType" or t.kind != "resource":
+            self.error(path, f"Unrecognized property '{key}'", "structure", "unknown-element")
+
+    def _odd_list(self, key: str, val: Any, f: Field, path: str) -> list | None:
+        """A list field that is not a non-empty JSON array: report, and what to check instead."""
+        if type(val) is not list:
+            self.error(f"{path}.{f.name}", f"property '{key}' must be a JSON array, not {_json_kind(val)}", "structure", "json-shape")
+            return [val]
+        self.error(f"{path}.{f.name}", "Array cannot be empty - the property should not be present if it has no values", "invalid", "empty-array")
+        return None
+
+    def _odd_single(self, val: Any, f: Field, t: TypeRule, path: str) -> None:
+        if f.max == 0:
+            self.error(f"{path}.{f.name}", f"{t.name}.{f.name}: maximum allowed = 0, but found 1", "structure", "cardinality")
+        else:
+            self.error(f"{path}.{f.name}", f"property '{f.key}' must be a single value, not an array (max cardinality 1)", "structure", "cardinality")
+
+    def _slow_items(self, val: list, f: Field, path: str) -> None:
+        for i, item in enumerate(val):
+            if item is not None:
+                self.value(item, f, f"{path}.{f.name}[{i}]")
+
+    def _count_min(self, node: dict, keys: tuple[str, ...], name: str, mn: int, t: TypeRule, path: str) -> None:
+        n = max((len(node[k]) if type(node[k]) is list else 1) for k in keys if k in node)
+        if n < mn:
+            self.error(path, f"{t.name}.{name}: minimum required = {mn}, but only found {n}", "required", "cardinality")
 
     def value(self, item: Any, f: Field, path: str) -> None:
-        """Check one occurrence of a field."""
-        if f.primitive is not None:
+        """Check one occurrence of a field (the full check, with reasons)."""
+        kind = f.kind
+        if kind == PRIMITIVE:
             self.primitive(item, f, path)
-            if f.binding is not None and f.strength == "required" and isinstance(item, str):
+            if f.binding is not None and f.strength == "required" and type(item) is str:
                 codes = self.R.valueset_codes(f.binding)
                 if codes is not None and item not in codes:
                     self.error(path, f"The value '{item}' is not in the required value set {f.binding}", "code-invalid", "binding")
+        elif kind == COMPLEX:
+            t = f.trule
+            if t is None:
+                t = f.trule = self.R.type(f.tkey)
+            self.obj(item, t, path)
+            post = f.post
+            if post and type(item) is dict:
+                if post == POST_REFERENCE:
+                    self.reference(item, f, path)
+                elif post == POST_CODING:
+                    self.coding(item, path)
+                    if f.binding is not None and f.strength == "required":
+                        self.coding_binding([item], f.binding, path, is_concept=False)
+                elif f.binding is not None and f.strength == "required":
+                    codings = item.get("coding")
+                    self.coding_binding(codings if type(codings) is list else [], f.binding, path, is_concept=True)
+        elif kind == RESOURCE:
+            self.resource(item, path, contained=f.name == "contained")
         else:
-            tname = f.type
-            if tname == "Resource":
-                self.resource(item, path, contained=f.name == "contained")
-            elif tname == "Extension":
-                self.extension(item, path, modifier=f.name == "modifierExtension")
-            else:
-                t = self.R.type(f.tkey)
-                if t is None:
-                    self.error(path, f"no definition for type {f.tkey}", "structure", "definition")
-                    return
-                self.obj(item, t, path)
-                if isinstance(item, dict):
-                    if tname == "Reference":
-                        self.reference(item, f, path)
-                    elif tname == "Coding":
-                        self.coding(item, path)
-                        if f.binding is not None and f.strength == "required":
-                            self.coding_binding([item], f.binding, path, is_concept=False)
-                    elif tname == "CodeableConcept":
-                        codings = item.get("coding")
-                        if f.binding is not None and f.strength == "required":
-                            self.coding_binding(codings if isinstance(codings, list) else [], f.binding, path, is_concept=True)
+            self.extension(item, path, modifier=f.name == "modifierExtension")
         for inv in f.invariants:
-            if inv.fn is not None:
-                self.invariant(inv, item, path)
+            self.invariant(inv, item, path)
 
     # --- primitives -----------------------------------------------------------------
     def primitive(self, v: Any, f: Field, path: str) -> None:
@@ -362,7 +388,7 @@ class Walker:
         elif tname == "url" and self.ctx.forbid_example_urls and _EXAMPLE_HOST.match(v):
             self.error(path, f"Example URLs are not allowed in this context ({v})", "invalid", "example-url")
 
-    def _primitive_extension(self, node: dict, key: str, val: Any, t: TypeRule, path: str, present: dict[str, int]) -> bool:
+    def _primitive_extension(self, node: dict, key: str, val: Any, t: TypeRule, path: str) -> bool:
         """A `_name` property: the id/extensions of a primitive. True if it carries content."""
         f = t.fields.get(key[1:])
         if f is None or f.primitive is None:
@@ -384,17 +410,11 @@ class Walker:
                         self.error(f"{vpath}[{i}]", "an array item has neither a value nor extensions", "structure", "ele-1")
                     continue
                 self._ext_holder(item, f"{vpath}[{i}]", f, have_value)
-            if base_val is None:
-                present[name] = max(present.get(name, 0), len(val))
         else:
             if isinstance(val, list):
                 self.error(vpath, f"property '{key}' must be a single object", "structure", "json-shape")
                 return False
             self._ext_holder(val, vpath if not f.choice else f"{vpath}.ofType({f.type})", f, base_val is not None)
-            if base_val is None:
-                if f.choice and name in present:
-                    self.error(vpath, f"only one type of {name}[x] may be present", "structure", "choice")
-                present[name] = 1
         return True
 
     def _ext_holder(self, item: Any, path: str, f: Field, has_value: bool) -> None:
@@ -588,6 +608,13 @@ class Walker:
 
     # --- invariants ---------------------------------------------------------------------------
     def invariant(self, inv: Invariant, node: Any, path: str) -> None:
+        guard = inv.guard
+        if guard is not None and type(node) is dict:
+            for name in guard:
+                if name in node or ("_" + name) in node or (name in self.R.choice_names and _has_choice(node, name)):
+                    break
+            else:
+                return  # none of the elements it depends on is present: it holds
         env = fhirpath.Env(self.res, self.root, node, node, 0, self.resolve, narrative.html_ok)
         try:
             verdict = fhirpath.truth(inv.fn([node], env))
@@ -599,6 +626,11 @@ class Walker:
         if verdict is not True:
             sev = "error" if inv.severity == "error" else "warning"
             self.add(sev, "invariant", path, f"Constraint failed: {inv.key}: '{inv.human}'", inv.key)
+
+
+def _has_choice(node: dict, name: str) -> bool:
+    n = len(name)
+    return any(len(k) > n and k.startswith(name) and k[n].isupper() for k in node)
 
 
 def _json_kind(v: Any) -> str:

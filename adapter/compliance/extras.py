@@ -2,7 +2,8 @@
 
 Each hook runs after the walker has checked an object of the named type:
 - Attachment: a stated `size` must match the decoded `data`;
-- Bundle: a link relation occurs once; entries' fullUrls are unique (bdl-7 covers versions);
+- Bundle: bdl-3, bdl-4 and bdl-7 (natively: FHIRPath would re-read the Bundle type per entry),
+  and a link relation occurs once;
 - CodeSystem: property codes are unique and a concept's property value has the declared type;
 - ValueSet.compose.include/exclude: `system` is an absolute URI (not '#id');
 - Identifier: identifiers with a watched system (personnummer...) are noted for layer 3.
@@ -44,7 +45,27 @@ def _attachment(w: Any, node: dict, path: str) -> None:
         w.error(path, f"Stated Attachment Size {size} does not match actual attachment size {actual}", "structure", "attachment-size")
 
 
+_BDL = {  # the R4 texts of the Bundle invariants checked natively here
+    "bdl-3": "entry.request mandatory for batch/transaction/history, otherwise prohibited",
+    "bdl-4": "entry.response mandatory for batch-response/transaction-response/history, otherwise prohibited",
+    "bdl-7": "FullUrl must be unique in a bundle, or else entries with the same fullUrl must have different meta.versionId (except in history bundles)",
+}
+
+
 def _bundle(w: Any, node: dict, path: str) -> None:
+    btype = node.get("type")
+    entries = [e for e in node.get("entry") or () if isinstance(e, dict)] if isinstance(node.get("entry"), list) else []
+    wants_request = btype in ("batch", "transaction", "history")
+    wants_response = btype in ("batch-response", "transaction-response", "history")
+    if any(("request" in e) != wants_request for e in entries):
+        w.error(path, f"Constraint failed: bdl-3: '{_BDL['bdl-3']}'", "invariant", "bdl-3")
+    if any(("response" in e) != wants_response for e in entries):
+        w.error(path, f"Constraint failed: bdl-4: '{_BDL['bdl-4']}'", "invariant", "bdl-4")
+    if btype != "history":
+        keys = [(e["fullUrl"], ((e.get("resource") or {}).get("meta") or {}).get("versionId") if isinstance(e.get("resource"), dict) else None)
+                for e in entries if "fullUrl" in e]
+        if len(keys) != len(set(map(repr, keys))):
+            w.error(path, f"Constraint failed: bdl-7: '{_BDL['bdl-7']}'", "invariant", "bdl-7")
     seen: set[str] = set()
     for i, link in enumerate(node.get("link") or ()):
         rel = link.get("relation") if isinstance(link, dict) else None

@@ -315,7 +315,9 @@ def _equal(a: Any, b: Any) -> bool | None:
     if isinstance(a, str) and isinstance(b, str):
         if a == b:
             return True
-        if _is_temporal(a) and _is_temporal(b) and (a[:1].isdigit() and b[:1].isdigit()):
+        if not (a[:1].isdigit() and b[:1].isdigit()):
+            return False
+        if _is_temporal(a) and _is_temporal(b):
             try:
                 c = _cmp_temporal(a, b)
             except EvalError:
@@ -1000,3 +1002,75 @@ def truth(result: Coll) -> bool | None:
     if not result:
         return None
     return _to_bool(result)
+
+
+# --- guards: when an invariant is certainly true without evaluating it ---------------------
+
+_EMPTY_WHEN_ABSENT = frozenset({"where", "select", "first", "last", "tail", "distinct", "ofType", "as", "trace", "children", "descendants", "resolve", "extension"})
+
+
+def _root_name(node) -> str | None:
+    """The first element name of a path that starts at the focus (`a.b.where(..)` -> 'a')."""
+    while True:
+        kind = node[0]
+        if kind == "member":
+            if node[1] is None:
+                return None if node[2][:1].isupper() else node[2]  # 'Appointment.x' names the context itself
+            node = node[1]
+        elif kind == "call" and node[1] is not None and node[2] in _EMPTY_WHEN_ABSENT:
+            node = node[1]
+        elif kind == "index":
+            node = node[1]
+        else:
+            return None
+
+
+def _true_when_absent(node) -> frozenset[str] | None:
+    """Names N such that, when no element named in N is present, the expression is true."""
+    kind = node[0]
+    if kind == "call" and node[1] is not None:
+        name = node[2]
+        if name == "empty" and not node[3] or name == "all":
+            root = _root_name(node[1])
+            return frozenset({root}) if root else None
+        if name == "not" and not node[3]:
+            inner = node[1]
+            if inner[0] == "call" and inner[2] in ("exists", "hasValue") and inner[1] is not None:
+                root = _root_name(inner[1])
+                return frozenset({root}) if root else None
+        return None
+    if kind == "bin":
+        op, left, right = node[1], node[2], node[3]
+        if op == "or":
+            options = [g for g in (_true_when_absent(left), _true_when_absent(right)) if g is not None]
+            return min(options, key=len) if options else None
+        if op == "and":
+            a, b = _true_when_absent(left), _true_when_absent(right)
+            return a | b if a is not None and b is not None else None
+        if op == "implies":
+            return _false_when_absent(left)
+    return None
+
+
+def _false_when_absent(node) -> frozenset[str] | None:
+    """Names N such that, when none is present, the expression is false (not empty)."""
+    kind = node[0]
+    if kind == "call" and node[1] is not None and node[2] in ("exists", "hasValue"):
+        root = _root_name(node[1])
+        return frozenset({root}) if root else None
+    if kind == "bin" and node[1] == "and":
+        options = [g for g in (_false_when_absent(node[2]), _false_when_absent(node[3])) if g is not None]
+        return min(options, key=len) if options else None
+    if kind == "bin" and node[1] == "or":
+        a, b = _false_when_absent(node[2]), _false_when_absent(node[3])
+        return a | b if a is not None and b is not None else None
+    return None
+
+
+def guard(expression: str) -> frozenset[str] | None:
+    """Element names of the context of which at least one must be present for the expression
+    to possibly be false; None when no such set is known (the expression is always evaluated)."""
+    try:
+        return _true_when_absent(parse(expression))
+    except Unsupported:
+        return None

@@ -26,6 +26,9 @@ NATIVE_INVARIANTS = {
     "dom-4": "contained resources have no meta.versionId / meta.lastUpdated",
     "dom-5": "contained resources have no security labels",
     "ref-1": "a local reference '#id' resolves to a contained resource",
+    "bdl-3": "entry.request present exactly for batch/transaction/history Bundles (extras.py)",
+    "bdl-4": "entry.response present exactly for batch-response/transaction-response/history Bundles (extras.py)",
+    "bdl-7": "fullUrl (with meta.versionId) unique in a non-history Bundle (extras.py)",
 }
 #: Invariants deliberately not reported, with the reason (listed in docs/compliance.md).
 SKIPPED_INVARIANTS = {
@@ -43,6 +46,8 @@ class Invariant:
     expression: str
     fn: Callable | None
     problem: str | None = None
+    #: Element names of which one must be present for the invariant to possibly fail (see fhirpath.guard).
+    guard: tuple[str, ...] | None = None
 
 
 @dataclass(slots=True)
@@ -52,6 +57,49 @@ class Primitive:
     name: str
     json: str  # "string" | "boolean" | "integer" | "number"
     regex: re.Pattern | None
+
+
+#: Field.kind values: how the walker treats a value.
+PRIMITIVE, RESOURCE, EXTENSION, COMPLEX = 0, 1, 2, 3
+#: Field.post values: the extra check after walking a complex value.
+POST_NONE, POST_REFERENCE, POST_CODING, POST_CONCEPT = 0, 1, 2, 3
+
+_INT_MIN, _INT_MAX = -2147483648, 2147483647
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
+_DATES = frozenset({"date", "dateTime", "instant"})
+_URIS = frozenset({"uri", "url", "canonical", "oid", "uuid"})
+
+
+def fast_check(p: "Primitive", codes: frozenset | None) -> Callable[[Any], bool] | None:
+    """A predicate true for values that are certainly fine (the walker then skips its full check).
+
+    False only means "look closer": the full check decides and explains. None: always look closer.
+    """
+    name, control = p.name, _CONTROL.search
+    if name == "boolean":
+        return lambda v: type(v) is bool
+    if name == "integer":
+        return lambda v: type(v) is int and _INT_MIN <= v <= _INT_MAX
+    if name == "positiveInt":
+        return lambda v: type(v) is int and 1 <= v <= _INT_MAX
+    if name == "unsignedInt":
+        return lambda v: type(v) is int and 0 <= v <= _INT_MAX
+    if name == "decimal":
+        return lambda v: type(v) is float or type(v) is int
+    if name == "string":
+        return lambda v: type(v) is str and v != "" and control(v) is None
+    if name == "markdown":
+        return lambda v: type(v) is str and v != "" and "<" not in v and control(v) is None
+    if p.regex is None:
+        return None
+    rx = p.regex.fullmatch
+    if codes is not None:
+        return lambda v: type(v) is str and v in codes
+    if name in _DATES:
+        return lambda v: type(v) is str and rx(v) is not None and (len(v) < 10 or v[8:10] <= "28")
+    if name in _URIS:
+        return lambda v: type(v) is str and v != "" and v[0] != "#" and v[:4] != "urn:" and "example" not in v and "acme." not in v and rx(v) is not None
+    return lambda v: type(v) is str and rx(v) is not None
 
 
 @dataclass(slots=True)
@@ -72,6 +120,10 @@ class Field:
     targets: frozenset | None = None
     invariants: tuple = ()
     modifier: bool = False
+    kind: int = PRIMITIVE
+    post: int = POST_NONE
+    fast: Callable[[Any], bool] | None = None
+    trule: "TypeRule | None" = None
 
 
 @dataclass(slots=True)
@@ -86,6 +138,10 @@ class TypeRule:
     names: dict[str, tuple[int, int]]
     invariants: tuple[Invariant, ...]
     base: str | None = None
+    hook: Callable | None = None
+    is_entry: bool = False
+    #: (element name, min, the JSON keys that carry it) of each required element.
+    required_keys: tuple[tuple[str, int, tuple[str, ...]], ...] = ()
 
 
 @dataclass
@@ -96,6 +152,7 @@ class Rules:
     _types: dict[str, TypeRule] = field(default_factory=dict)
     _codes: dict[str, Any] = field(default_factory=dict)
     _inv: dict[int, Invariant] = field(default_factory=dict)
+    _cs: dict[str, Any] = field(default_factory=dict)
 
     @cached_property
     def primitives(self) -> dict[str, Primitive]:
@@ -128,7 +185,8 @@ class Rules:
                     fn = fhirpath.compile(expression)
                 except fhirpath.Unsupported as exc:
                     problem = str(exc)
-            inv = self._inv[idx] = Invariant(key, severity, human, expression, fn, problem)
+            g = fhirpath.guard(expression) if fn is not None else None
+            inv = self._inv[idx] = Invariant(key, severity, human, expression, fn, problem, tuple(sorted(g)) if g else None)
         return inv
 
     def type(self, name: str) -> TypeRule | None:
@@ -164,15 +222,27 @@ class Rules:
                 if "c" in opts:
                     tkey = opts["c"]
                 key = base + code[0].upper() + code[1:] if choice else base
+                prim = prims.get(code)
+                binding, strength = opts.get("b"), opts.get("bs")
+                codes = self.valueset_codes(binding) if prim is not None and binding and strength == "required" else None
+                kind = PRIMITIVE if prim is not None else RESOURCE if code == "Resource" else EXTENSION if code == "Extension" else COMPLEX
+                post = {"Reference": POST_REFERENCE, "Coding": POST_CODING, "CodeableConcept": POST_CONCEPT}.get(code, POST_NONE)
                 fields[key] = Field(
                     key=key, name=base, type=code, tkey=tkey, min=mn, max=mx, is_list=(mx != 1 and mx != 0) and not choice,
-                    choice=choice, primitive=prims.get(code),
-                    binding=opts.get("b"), strength=opts.get("bs"),
+                    choice=choice, primitive=prim, binding=binding, strength=strength,
                     targets=frozenset(opts["r"]) if "r" in opts else None,
-                    invariants=invs, modifier=bool(opts.get("mod")),
+                    invariants=tuple(i for i in invs if i.fn is not None), modifier=bool(opts.get("mod")),
+                    kind=kind, post=post, fast=fast_check(prim, codes) if prim is not None else None,
                 )
-        invariants = tuple(self.invariant(i) for i in spec.get("inv", ()))
-        return TypeRule(name, spec["kind"], bool(spec.get("abstract")), fields, tuple(required), names, invariants, spec.get("base"))
+        invariants = tuple(i for i in (self.invariant(i) for i in spec.get("inv", ())) if i.fn is not None)
+        required_keys = tuple(
+            (name, mn, tuple(k for f in fields.values() if f.name == name for k in (f.key, "_" + f.key)))
+            for name, mn in required
+        )
+        from adapter.compliance.extras import TYPE_HOOKS
+
+        return TypeRule(name, spec["kind"], bool(spec.get("abstract")), fields, tuple(required), names, invariants, spec.get("base"),
+                        hook=TYPE_HOOKS.get(name), is_entry=name == "Bundle.entry", required_keys=required_keys)
 
     # terminology ---------------------------------------------------------------
     def valueset(self, url: str) -> dict[str, frozenset] | None:
@@ -196,11 +266,13 @@ class Rules:
 
     def codesystem(self, url: str) -> tuple[bool, frozenset] | None:
         """(case sensitive, codes) of a complete CodeSystem the rules know, else None."""
-        key = "cs:" + url
-        if key not in self._codes:
+        try:
+            return self._cs[url]
+        except KeyError:
             cs = self.raw["codesystems"].get(url)
-            self._codes[key] = None if cs is None else (cs["cs"], frozenset(cs["codes"]) if cs["cs"] else frozenset(c.lower() for c in cs["codes"]))
-        return self._codes[key]
+            found = None if cs is None else (cs["cs"], frozenset(cs["codes"]) if cs["cs"] else frozenset(c.lower() for c in cs["codes"]))
+            self._cs[url] = found
+            return found
 
     def extension(self, url: str) -> dict | None:
         return self.raw["extensions"].get(url)
