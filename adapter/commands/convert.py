@@ -37,7 +37,8 @@ def run(args: argparse.Namespace) -> int:
         try:
             result = conversion.convert(data, args.to)
         except conversion.ConversionError as exc:
-            kept = _keep_outcome(source, exc.outcome, out if batch else None) if exc.outcome else ""
+            folder = out if batch else (out.parent if out is not None else None)
+            kept = _keep_outcome(source, exc.outcome, folder) if exc.outcome else ""
             failures += _fail(source, str(exc) + kept)
             continue
         if batch:
@@ -51,11 +52,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _keep_outcome(source: str, outcome: dict, folder: Path | None) -> str:
-    """Keep a refused payload's OperationOutcome beside the outputs (or the input); say where."""
+    """Keep a refused payload's OperationOutcome with the outputs (-o folder or file's folder, else the
+    current directory, never beside the input); say where."""
     from adapter.conversion import dump_json
 
-    name = Path(source).name + ".outcome.json"
-    target = folder / name if folder else Path(source).with_name(name)
+    target = (folder or Path.cwd()) / (Path(source).name + ".outcome.json")
     try:
         target.write_bytes(dump_json(outcome))
     except OSError:

@@ -248,6 +248,13 @@ def _plans(p: Payload, kinds: set[str]) -> Iterator[tuple[dict, str, str]]:
             yield plan, path, kind
 
 
+def _is_riv_document(plan: dict) -> bool:
+    """True for a CarePlan read from a RIV-TA GetCarePlans document (the plan is its attached document)."""
+    from mappings.riv.common import riv_document
+
+    return riv_document(plan) is not None
+
+
 def _is_activity(res: dict, p: Payload) -> bool:
     a = p.cfg["activities"]
     return res.get("intent") not in a["intents_excluded"] and res.get("status") in a["statuses"]
@@ -291,6 +298,8 @@ def rule_sip_responsibility(p: Payload) -> None:
     plans_cfg = p.cfg["plans"]
     lead = plans_cfg["lead_role"]
     for plan, path, kind in _plans(p, set(plans_cfg["coordinated"])):
+        if _is_riv_document(plan):
+            continue  # a plan exchanged as a document (RIV GetCarePlans) has no structured roles to check
         teams = [p.resolve(r) for r in plan.get("careTeam") or ()]
         teams = [t for t in teams if t]
         if not teams:

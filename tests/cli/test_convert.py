@@ -170,3 +170,30 @@ def test_invalid_fhir_is_refused_fail_closed_and_its_outcome_kept(tmp_path: Path
     kept = json.loads((tmp_path / "bad.fhir.json.outcome.json").read_text("utf-8"))
     assert kept["resourceType"] == "OperationOutcome"
     assert any("gender" in e for i in kept["issue"] for e in i.get("expression", ()))
+
+
+RIV = ROOT / "fixtures" / "riv"
+
+
+@pytest.mark.parametrize("plan_type", ["SIP", "SPU", "RP", "GP"])
+def test_riv_care_plans_of_every_type_convert(tmp_path: Path, plan_type: str) -> None:
+    """A SIP arriving as a RIV document has no structured roles: the structured-SIP rule must not refuse it."""
+    source = next(RIV.glob("GetCarePlansResponse-*.xml")).read_text("utf-8")
+    import re
+
+    retagged = re.sub(r"typeOfCarePlanEnum>[A-Z]+<", f"typeOfCarePlanEnum>{plan_type}<", source)
+    f = tmp_path / "plans.xml"
+    f.write_text(retagged, "utf-8")
+    out = tmp_path / "plans.riv.xml"
+    result = carebridge("convert", str(f), "--to", "riv", "-o", str(out))
+    assert result.returncode == 0, result.stderr.decode()
+    assert f"typeOfCarePlanEnum>{plan_type}<" in out.read_text("utf-8")
+
+
+def test_decision_to_riv_and_riv_to_fhir(tmp_path: Path) -> None:
+    out = tmp_path / "d.riv.xml"
+    assert carebridge("convert", str(FIXTURES[0]), "--to", "riv", "-o", str(out)).returncode == 0
+    assert b"GetCareServicesResponse" in out.read_bytes()
+    result = carebridge("convert", str(out), "--to", "fhir")
+    assert result.returncode == 0, result.stderr.decode()
+    assert json.loads(result.stdout)["resourceType"] == "Bundle"
