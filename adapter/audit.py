@@ -25,7 +25,7 @@ from mappings import systems
 SID_PERSON_KEY = f"{systems.BASE}/sid/person-key"
 SID_OUTBOX_MESSAGE = f"{systems.BASE}/sid/outbox-message"
 SID_SYSTEM = f"{systems.BASE}/sid/system"
-CS_AUDIT_DETAIL = f"{systems.BASE}/CodeSystem/audit-detail"
+CS_AUDIT_ACTION = f"{systems.BASE}/CodeSystem/audit-action"
 DCM = "http://dicom.nema.org/resources/ontology/DCM"
 RESTFUL = "http://hl7.org/fhir/restful-interaction"
 ENTITY_TYPE = "http://terminology.hl7.org/CodeSystem/audit-entity-type"
@@ -81,7 +81,7 @@ def transfer_event(*, action: str, outcome: str, outcome_text: str, interaction:
         "resourceType": "AuditEvent",
         "id": str(uuid.uuid4()),
         "type": {"system": DCM, "code": "110106", "display": "Export"},
-        "subtype": [{"system": RESTFUL, "code": interaction}],
+        "subtype": [{"system": RESTFUL, "code": interaction}, {"system": CS_AUDIT_ACTION, "code": action}],
         "action": ACTION_CODE.get(action, "E"),
         "recorded": (recorded or _now()).isoformat(timespec="milliseconds"),
         "outcome": outcome,
@@ -106,6 +106,26 @@ def record(connection: Connection, event: dict[str, Any], *, action: str, person
         outcome=event["outcome"], person_key=person_key, organisation=organisation, message_id=message_id,
         correlation_id=correlation_id, resource=json.dumps(event, ensure_ascii=False)))
     return str(event["id"])
+
+
+def record_many(connection: Connection, events_: list[dict[str, Any]]) -> None:
+    """Store several transfer AuditEvents (from ``transfer_event``) in the caller's transaction."""
+    rows = []
+    for event in events_:
+        keys = {i["system"]: i["value"] for e in event.get("entity", ()) for i in [e["what"].get("identifier", {})] if i}
+        detail = next((d["valueString"] for e in event.get("entity", ()) for d in e.get("detail", ())
+                       if d["type"] == "correlation-id"), None)
+        organisation = next((a["who"]["identifier"]["value"] for a in event["agent"]
+                             if a.get("role") and a["who"].get("identifier")), None)
+        message = keys.get(SID_OUTBOX_MESSAGE)
+        rows.append({"id": event["id"], "recorded": dt.datetime.fromisoformat(event["recorded"]),
+                     "action": next(c["code"] for c in event["subtype"] if c["system"] == CS_AUDIT_ACTION),
+                     "outcome": event["outcome"],
+                     "person_key": keys.get(SID_PERSON_KEY), "organisation": organisation,
+                     "message_id": int(message) if message else None, "correlation_id": detail or None,
+                     "resource": json.dumps(event, ensure_ascii=False)})
+    if rows:
+        connection.execute(insert(audit_events), rows)
 
 
 def events(connection: Connection, *, person_key: str | None = None, message_id: int | None = None,

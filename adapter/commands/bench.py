@@ -26,11 +26,12 @@ def available() -> dict[str, str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    names = [n for n in args.names if n != "--"]
-    extra = [a for a in args.bench_args if a != "--"]
-    if "--" in names:
-        names, extra = names[: names.index("--")], names[names.index("--") + 1 :] + extra
     found = available()
+    words = [a for a in [*args.names, *args.bench_args] if a != "--"]
+    names: list[str] = []
+    while words and not words[0].startswith("-") and (words[0] in found or not names):
+        names.append(words.pop(0))  # leading words are benchmark names; the rest are their options
+    extra = words
     unknown = [n for n in names if n not in found]
     if unknown or not found:
         print(f"carebridge bench: unknown {', '.join(unknown) or 'benchmarks'}; available: {', '.join(found) or 'none'}",

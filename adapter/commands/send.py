@@ -1,7 +1,8 @@
 """`carebridge send FILE... --server URL [--db URL]`: convert, validate, enqueue and deliver.
 
-Every file is accepted into the outbox in one transaction (or kept there as rejected, with its
-OperationOutcome, when it fails validation), then delivered in per-person order. Exit 0 when
+Every file is converted and validated, then all are accepted into the outbox in one transaction
+(a file that fails validation is kept there as rejected, with its OperationOutcome, and never
+queued), then delivered in per-person order. Exit 0 when
 every file was delivered; 1 with a report when any was rejected, dead-lettered or is still
 waiting for a retry (``carebridge worker`` continues it); 2 when nothing could start.
 """
@@ -72,9 +73,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _accept_all(outbox, destination: str, files: list[str]):  # type: ignore[no-untyped-def]
-    """Accept every file (each in its own transaction); unreadable files are reported, not stored."""
-    progress = Progress(len(files), "accepting")
-    accepted = []
+    """Convert and validate every file, then accept them all in one transaction; unreadable files are reported."""
+    from adapter.outbox.intake import prepare
+
+    progress = Progress(len(files), "checking")
+    prepared, names = [], []
+    accepted: list = []
     for name in files:
         try:
             data = Path(name).read_bytes()
@@ -82,11 +86,14 @@ def _accept_all(outbox, destination: str, files: list[str]):  # type: ignore[no-
             print(f"carebridge send: {name}: cannot read: {exc.strerror or exc}", file=sys.stderr)
             accepted.append((name, None))
             continue
-        result = outbox.accept(data, destination, source=Path(name).name)
-        accepted.append((name, result))
-        progress.step("rejected" if result.status != "pending" else None)
+        p = prepare(data)
+        prepared.append(p)
+        names.append(name)
+        accepted.append((name, p))
+        progress.step("rejected" if not p.ok else None)
     progress.close()
-    return accepted
+    results = iter(outbox.enqueue_many(prepared, destination, sources=[Path(n).name for n in names]) if prepared else [])
+    return [(name, next(results) if p is not None else None) for name, p in accepted]
 
 
 def _deliver(outbox, gateway, ids: list[int], concurrency: int) -> None:  # type: ignore[no-untyped-def]

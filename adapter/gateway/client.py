@@ -10,6 +10,7 @@ failures with exponential backoff and full jitter (or the server's ``Retry-After
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Callable
@@ -197,22 +198,27 @@ class Gateway:
 
     # --- deliveries -------------------------------------------------------------------
 
-    def deliver(self, kind: str, payload: dict[str, Any], correlation_id: str, rnd: Round | None = None) -> Delivered:
-        """Deliver one payload (``transaction`` Bundle or ``update`` resource) in one round."""
+    def deliver(self, kind: str, payload: dict[str, Any], correlation_id: str, rnd: Round | None = None,
+                raw: str | None = None) -> Delivered:
+        """Deliver one payload (``transaction`` Bundle or ``update`` resource) in one round.
+
+        ``raw``: the payload's JSON text as stored, sent as it is (saves encoding it again).
+        """
         rnd = rnd or self.new_round()
         headers = {"X-Request-ID": correlation_id, "X-Correlation-ID": correlation_id}
         if kind == "transaction":
-            return self._transaction(rnd, payload, headers)
+            return self._transaction(rnd, payload, headers, raw)
         if kind == "update":
             from adapter.gateway.update import apply_update
 
             return apply_update(self, rnd, payload, headers)
         raise Permanent(f"unknown payload kind {kind!r}")
 
-    def _transaction(self, rnd: Round, bundle: dict[str, Any], headers: dict[str, str]) -> Delivered:
+    def _transaction(self, rnd: Round, bundle: dict[str, Any], headers: dict[str, str], raw: str | None) -> Delivered:
         expected = len(bundle.get("entry") or [])
+        body = raw.encode() if raw is not None else json.dumps(bundle, ensure_ascii=False).encode()
         response = self.request(rnd, "POST", "", "transaction", check=lambda r: _transaction_response(r, expected),
-                                json=bundle, headers={**headers, "Content-Type": FHIR_JSON})
+                                content=body, headers={**headers, "Content-Type": FHIR_JSON})
         if response.status_code >= 300:
             raise error_for(response, "POST transaction")
         entries = response.json()["entry"]

@@ -20,19 +20,63 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Iterable
 
-from sqlalchemy import Connection, Engine, and_, exists, func, insert, or_, select, update
+from sqlalchemy import Connection, Engine, Integer, and_, bindparam, exists, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from adapter import audit
 from adapter.config import DeliverySettings
 from adapter.outbox.db import reader
 from adapter.outbox.intake import UPDATE, Prepared, dump, prepare
-from adapter.outbox.schema import dead_letters, message_edits, messages, settings
+from adapter.outbox.schema import UtcDateTime, dead_letters, message_edits, messages, settings
 from adapter.outbox.subjects import Subject, person_key, subject_of
 
 PENDING, DELIVERED, DEAD, REJECTED, DISCARDED = "pending", "delivered", "dead", "rejected", "discarded"
 #: Statuses that can be replayed.
 REPLAYABLE = (DEAD, REJECTED, DELIVERED, DISCARDED)
+#: Round outcomes that are not statuses.
+RESCHEDULED, RELEASED = "rescheduled", "released"
+
+
+def _statements() -> dict[str, Any]:
+    """The hot statements, built once (building SQLAlchemy expressions costs more than running them)."""
+    now = bindparam("now", type_=UtcDateTime())
+    ids = bindparam("ids", expanding=True)
+    earlier = messages.alias("earlier")
+    blocked = exists().where(
+        earlier.c.destination == messages.c.destination,
+        earlier.c.person_key == messages.c.person_key,
+        earlier.c.seq < messages.c.seq,
+        or_(earlier.c.status == PENDING, and_(earlier.c.status == DEAD, earlier.c.hold_until > now)),
+    )
+    claimable = and_(
+        messages.c.status == PENDING,
+        messages.c.destination == bindparam("destination"),
+        messages.c.next_attempt_at <= now,
+        or_(messages.c.lease_expires_at.is_(None), messages.c.lease_expires_at < now),
+        ~blocked,
+    )
+    claim = select(messages.c.id).where(claimable).order_by(messages.c.next_attempt_at, messages.c.id).limit(
+        bindparam("limit", type_=Integer()))
+    claim_only = claim.where(messages.c.id.in_(bindparam("only", expanding=True)))
+    expires = bindparam("expires", type_=UtcDateTime())
+    return {
+        "claim": claim, "claim_only": claim_only,
+        "claim_pg": claim.with_for_update(skip_locked=True, of=messages),
+        "claim_only_pg": claim_only.with_for_update(skip_locked=True, of=messages),
+        "lease": update(messages).where(messages.c.id.in_(ids)).values(
+            lease_owner=bindparam("owner"), lease_expires_at=expires, attempts=messages.c.attempts + 1,
+            updated_at=now).returning(*messages.c),
+        "renew": update(messages).where(messages.c.id.in_(ids), messages.c.lease_owner == bindparam("owner"),
+                                        messages.c.status == PENDING).values(lease_expires_at=expires),
+        "held": select(messages.c.id).where(messages.c.id.in_(ids), messages.c.lease_owner == bindparam("owner"),
+                                            messages.c.status == PENDING),
+        "delivered": update(messages).where(messages.c.id == bindparam("mid")).values(
+            status=DELIVERED, delivered_at=now, last_error=None, result=bindparam("result"), lease_owner=None,
+            lease_expires_at=None, updated_at=now),
+    }
+
+
+_SQL = _statements()
 
 
 def utcnow() -> dt.datetime:
@@ -76,6 +120,20 @@ class Message:
     def from_row(cls, row: Any) -> Message:
         m = row._mapping
         return cls(**{f: m[f if f != "payload_text" else "payload"] for f in cls.__dataclass_fields__})
+
+
+@dataclass
+class Result:
+    """The outcome of one delivery round, waiting to be recorded."""
+
+    message: Message
+    outcome: str  # delivered | rescheduled | dead | released
+    http_status: int | None = None
+    summary: dict[str, Any] | None = None
+    error: str | None = None
+    delay: float = 0.0  # rescheduled: seconds until the next round
+    stage: str | None = None  # dead: validation | delivery | conflict | exhausted
+    outcome_resource: dict[str, Any] | None = None  # dead: the server's OperationOutcome
 
 
 @dataclass
@@ -168,6 +226,39 @@ class Outbox:
                 continue
         raise RuntimeError("could not assign a sequence number (too many concurrent enqueues for one person)")
 
+    def enqueue_many(self, prepared: list[Prepared], destination: str, *, sources: list[str | None] | None = None,
+                     actor: str = "carebridge") -> list[Accepted]:
+        """Store many prepared documents in one transaction (a bulk load: all of them or none)."""
+        sources = sources or [None] * len(prepared)
+        subjects = [subject_of(p.payload) if p.payload else Subject(None, None, f"raw|{_sha256(p.raw)}") for p in prepared]
+        keys = [self.key_of(s) for s in subjects]
+        for _attempt in range(20):
+            try:
+                with self.engine.begin() as conn:
+                    last = dict(conn.execute(select(messages.c.person_key, func.max(messages.c.seq)).where(
+                        messages.c.destination == destination, messages.c.person_key.in_(set(keys))).group_by(
+                        messages.c.person_key)).all())
+                    now = utcnow()
+                    rows = []
+                    for p, subject, key, source in zip(prepared, subjects, keys, sources):
+                        last[key] = last.get(key, 0) + 1
+                        rows.append(dict(
+                            destination=destination, kind=p.kind, person_key=key, person_label=subject.label,
+                            seq=last[key], organisation=subject.organisation, correlation_id=uuid.uuid4().hex,
+                            source=source, payload=p.raw, payload_hash=_sha256(p.raw),
+                            status=PENDING if p.ok else REJECTED, attempts=0, next_attempt_at=now,
+                            last_error=p.problem, created_at=now, updated_at=now))
+                    ids = [r[0] for r in conn.execute(
+                        insert(messages).returning(messages.c.id, sort_by_parameter_order=True), rows)]
+                    for mid, p, subject, key in zip(ids, prepared, subjects, keys):
+                        if not p.ok:
+                            self._record_rejection(conn, mid, p, destination, subject, key, actor)
+                return [Accepted(mid, PENDING if p.ok else REJECTED, p.kind, p.outcome, p.problem)
+                        for mid, p in zip(ids, prepared)]
+            except IntegrityError:
+                continue
+        raise RuntimeError("could not assign sequence numbers (too many concurrent enqueues for these persons)")
+
     def _insert(self, conn: Connection, prepared: Prepared, destination: str, subject: Subject, key: str,
                 status: str, source: str | None) -> int:
         now = utcnow()
@@ -205,105 +296,120 @@ class Outbox:
 
     # --- claiming -----------------------------------------------------------------------
 
-    def _claimable(self, now: dt.datetime, destination: str):  # type: ignore[no-untyped-def]
-        """The WHERE clause of messages a worker may take now (head of its person's queue, due, not leased)."""
-        earlier = messages.alias("earlier")
-        blocked = exists().where(
-            earlier.c.destination == messages.c.destination,
-            earlier.c.person_key == messages.c.person_key,
-            earlier.c.seq < messages.c.seq,
-            or_(earlier.c.status == PENDING, and_(earlier.c.status == DEAD, earlier.c.hold_until > now)),
-        )
-        return and_(
-            messages.c.status == PENDING,
-            messages.c.destination == destination,
-            messages.c.next_attempt_at <= now,
-            or_(messages.c.lease_expires_at.is_(None), messages.c.lease_expires_at < now),
-            ~blocked,
-        )
-
     def claim(self, owner: str, destination: str, *, limit: int = 1, only: Iterable[int] | None = None) -> list[Message]:
         """Lease up to ``limit`` claimable messages to ``owner`` (at most one per person); counts a round each."""
         now = utcnow()
-        query = select(messages.c.id).where(self._claimable(now, destination))
+        params: dict[str, Any] = {"now": now, "destination": destination, "limit": limit}
+        name = "claim"
         if only is not None:
-            query = query.where(messages.c.id.in_(list(only)))
-        query = query.order_by(messages.c.next_attempt_at, messages.c.id).limit(limit)
-        if self.postgres:
-            query = query.with_for_update(skip_locked=True, of=messages)
+            name, params["only"] = "claim_only", list(only)
+        query = _SQL[name + ("_pg" if self.postgres else "")]
         with self.engine.begin() as conn:
-            ids = [row[0] for row in conn.execute(query)]
+            ids = [row[0] for row in conn.execute(query, params)]
             if not ids:
                 return []
-            conn.execute(update(messages).where(messages.c.id.in_(ids)).values(
-                lease_owner=owner, lease_expires_at=now + dt.timedelta(seconds=self.settings.lease_seconds),
-                attempts=messages.c.attempts + 1, updated_at=now))
-            rows = conn.execute(select(messages).where(messages.c.id.in_(ids)).order_by(messages.c.id)).all()
-        return [Message.from_row(r) for r in rows]
+            lease = {"ids": ids, "owner": owner, "now": now,
+                     "expires": now + dt.timedelta(seconds=self.settings.lease_seconds)}
+            rows = conn.execute(_SQL["lease"], lease).all()
+        return sorted((Message.from_row(r) for r in rows), key=lambda m: m.id)
 
     def renew(self, owner: str, ids: Iterable[int]) -> int:
         """Extend the leases ``owner`` holds on these messages; returns how many it still holds."""
         ids = list(ids)
         if not ids:
             return 0
-        now = utcnow()
+        expires = utcnow() + dt.timedelta(seconds=self.settings.lease_seconds)
         with self.engine.begin() as conn:
-            return conn.execute(update(messages).where(
-                messages.c.id.in_(ids), messages.c.lease_owner == owner, messages.c.status == PENDING,
-            ).values(lease_expires_at=now + dt.timedelta(seconds=self.settings.lease_seconds))).rowcount
+            return conn.execute(_SQL["renew"], {"ids": ids, "owner": owner, "expires": expires}).rowcount
 
-    def _finish(self, conn: Connection, message: Message, owner: str, **values: Any) -> None:
-        """Update a leased message; raise LeaseLost if another worker holds it now."""
-        done = conn.execute(update(messages).where(
-            messages.c.id == message.id, messages.c.lease_owner == owner, messages.c.status == PENDING,
-        ).values(lease_owner=None, lease_expires_at=None, updated_at=utcnow(), **values)).rowcount
-        if done != 1:
-            raise LeaseLost(f"message {message.id}: lease lost before its outcome was recorded")
+    # --- recording outcomes ---------------------------------------------------------------
+
+    def record(self, owner: str, results: list[Result]) -> list[int]:
+        """Record the outcomes of delivery rounds in one transaction (with their AuditEvents).
+
+        Only messages ``owner`` still holds are recorded; returns the ids whose lease was lost.
+        """
+        if not results:
+            return []
+        now = utcnow()
+        ids = [r.message.id for r in results]
+        held_query = _SQL["held"].with_for_update() if self.postgres else _SQL["held"]
+        with self.engine.begin() as conn:
+            held = {row[0] for row in conn.execute(held_query, {"ids": ids, "owner": owner})}
+            delivered, events = [], []
+            for r in results:
+                m = r.message
+                if m.id not in held:
+                    continue
+                if r.outcome == DELIVERED:
+                    delivered.append({"mid": m.id, "now": now, "result": json.dumps(r.summary or {})})
+                    events.append(self._event(m, action="transfer", outcome=audit.SUCCESS, actor=owner,
+                                              text=f"delivered (HTTP {r.http_status})",
+                                              details={"http-status": str(r.http_status),
+                                                       "summary": json.dumps(r.summary or {})}))
+                elif r.outcome == RESCHEDULED:
+                    conn.execute(update(messages).where(messages.c.id == m.id).values(
+                        lease_owner=None, lease_expires_at=None, updated_at=now, last_error=r.error,
+                        next_attempt_at=now + dt.timedelta(seconds=r.delay)))
+                    events.append(self._event(m, action="transfer", outcome=audit.MINOR_FAILURE, actor=owner,
+                                              text=f"not delivered, retry in {r.delay:.0f} s: {r.error}",
+                                              details={"http-status": str(r.http_status or "")}))
+                elif r.outcome == DEAD:
+                    conn.execute(update(messages).where(messages.c.id == m.id).values(
+                        lease_owner=None, lease_expires_at=None, updated_at=now, status=DEAD, last_error=r.error,
+                        hold_until=now + dt.timedelta(seconds=self.settings.dead_letter_hold)))
+                    conn.execute(insert(dead_letters).values(
+                        message_id=m.id, stage=r.stage or "delivery", http_status=r.http_status,
+                        outcome=json.dumps(r.outcome_resource) if r.outcome_resource else None,
+                        error=r.error or "", payload=m.payload_text, created_at=now))
+                    events.append(self._event(m, action="transfer", outcome=audit.SERIOUS_FAILURE, actor=owner,
+                                              text=f"dead letter ({r.stage}): {r.error}",
+                                              details={"http-status": str(r.http_status or "")}))
+                elif r.outcome == RELEASED:
+                    conn.execute(update(messages).where(messages.c.id == m.id).values(
+                        lease_owner=None, lease_expires_at=None, updated_at=now, attempts=messages.c.attempts - 1))
+            if delivered:
+                conn.execute(_SQL["delivered"], delivered)
+            if events:
+                audit.record_many(conn, events)
+        return [i for i in ids if i not in held]
+
+    def _event(self, message: Message, *, action: str, outcome: str, text: str, actor: str,
+               details: dict[str, str] | None = None) -> dict[str, Any]:
+        from mappings.identifiers import mask_text
+
+        return audit.transfer_event(
+            action=action, outcome=outcome, outcome_text=mask_text(text),
+            interaction="update" if message.kind == UPDATE else "transaction", destination=message.destination,
+            person_key=message.person_key, person_label=message.person_label, organisation=message.organisation,
+            message_id=message.id, correlation_id=message.correlation_id, actor=actor, details=details)
 
     def _audit_message(self, conn: Connection, message: Message, *, action: str, outcome: str, text: str,
                        actor: str = "carebridge", details: dict[str, str] | None = None) -> None:
-        self._audit(conn, action=action, outcome=outcome, text=text,
-                    interaction="update" if message.kind == UPDATE else "transaction",
-                    destination=message.destination, key=message.person_key, label=message.person_label,
-                    organisation=message.organisation, message_id=message.id,
-                    correlation_id=message.correlation_id, actor=actor, details=details)
+        audit.record_many(conn, [self._event(message, action=action, outcome=outcome, text=text, actor=actor,
+                                             details=details)])
+
+    def _one(self, owner: str, result: Result) -> None:
+        if self.record(owner, [result]):
+            raise LeaseLost(f"message {result.message.id}: lease lost before its outcome was recorded")
 
     def mark_delivered(self, message: Message, owner: str, *, http_status: int, summary: dict[str, Any]) -> None:
-        """Record a delivery (and its AuditEvent)."""
-        with self.engine.begin() as conn:
-            self._finish(conn, message, owner, status=DELIVERED, delivered_at=utcnow(), last_error=None,
-                         result=json.dumps(summary))
-            self._audit_message(conn, message, action="transfer", outcome=audit.SUCCESS, actor=owner,
-                                text=f"delivered (HTTP {http_status})",
-                                details={"http-status": str(http_status), "summary": json.dumps(summary)})
+        """Record a delivery (and its AuditEvent); LeaseLost if another worker holds the message now."""
+        self._one(owner, Result(message, DELIVERED, http_status=http_status, summary=summary))
 
     def reschedule(self, message: Message, owner: str, *, error: str, delay: float, http_status: int | None) -> None:
         """A transient failure: try again after ``delay`` seconds (AuditEvent: minor failure)."""
-        with self.engine.begin() as conn:
-            self._finish(conn, message, owner, last_error=error,
-                         next_attempt_at=utcnow() + dt.timedelta(seconds=delay))
-            self._audit_message(conn, message, action="transfer", outcome=audit.MINOR_FAILURE, actor=owner,
-                                text=f"not delivered, retry in {delay:.0f} s: {error}",
-                                details={"http-status": str(http_status or "")})
+        self._one(owner, Result(message, RESCHEDULED, http_status=http_status, error=error, delay=delay))
 
     def release(self, message: Message, owner: str) -> None:
         """Give a claimed message back untried (circuit open, shutting down); the round is not counted."""
-        with self.engine.begin() as conn:
-            self._finish(conn, message, owner, attempts=messages.c.attempts - 1)
+        self._one(owner, Result(message, RELEASED))
 
     def dead_letter(self, message: Message, owner: str, *, stage: str, error: str, http_status: int | None,
                     outcome: dict[str, Any] | None) -> None:
         """A permanent failure: keep the server's answer; hold the person's later messages for a while."""
-        now = utcnow()
-        with self.engine.begin() as conn:
-            self._finish(conn, message, owner, status=DEAD, last_error=error,
-                         hold_until=now + dt.timedelta(seconds=self.settings.dead_letter_hold))
-            conn.execute(insert(dead_letters).values(
-                message_id=message.id, stage=stage, http_status=http_status,
-                outcome=json.dumps(outcome) if outcome else None, error=error, payload=message.payload_text,
-                created_at=now))
-            self._audit_message(conn, message, action="transfer", outcome=audit.SERIOUS_FAILURE, actor=owner,
-                                text=f"dead letter ({stage}): {error}", details={"http-status": str(http_status or "")})
+        self._one(owner, Result(message, DEAD, http_status=http_status, error=error, stage=stage,
+                                outcome_resource=outcome))
 
     # --- operators: replay, edit, discard -------------------------------------------------
 

@@ -1,14 +1,21 @@
-"""Workers: threads that claim messages, deliver them through the gateway and record the outcome.
+"""Workers: claim messages, deliver them through the gateway, record the outcomes.
 
-Any number of worker processes (each with ``concurrency`` threads) may serve one outbox. A
-message is leased while it is worked on; a heartbeat renews the leases, so a worker that dies
-(even by SIGKILL) loses them after ``lease_seconds`` and another worker picks the message up.
+One worker process runs a small pipeline around the outbox:
+
+- a *claimer* leases batches of claimable messages (the head of each person's queue);
+- ``concurrency`` *senders* deliver them through the shared Gateway (one round each);
+- a *recorder* commits the outcomes in batches, each with its AuditEvent, in one transaction;
+- a *heartbeat* renews the leases of everything claimed and not yet recorded.
+
+Any number of worker processes may serve one outbox. A worker that dies (even by SIGKILL) loses
+its leases after ``lease_seconds`` and another worker takes the messages over; since every write
+is idempotent, a message whose outcome was not recorded is simply delivered again.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import os
+import queue
 import random
 import socket
 import threading
@@ -21,12 +28,12 @@ from adapter.gateway.client import Gateway
 from adapter.gateway.errors import CircuitOpen, Conflict, Interrupted, Permanent, Transient
 from adapter.logs import correlation, fields, get_logger
 from adapter.outbox import metrics
-from adapter.outbox.store import LeaseLost, Message, Outbox, utcnow
+from adapter.outbox.store import DEAD, DELIVERED, RELEASED, RESCHEDULED, Message, Outbox, Result, utcnow
 
 log = get_logger("worker")
 
-#: What can happen to a message in one round.
-DELIVERED, RESCHEDULED, DEAD, RELEASED, LOST = "delivered", "rescheduled", "dead", "released", "lease-lost"
+#: A message whose lease was lost before its outcome could be recorded (another worker has it).
+LOST = "lease-lost"
 
 
 @dataclass
@@ -47,38 +54,46 @@ def worker_id() -> str:
 
 
 class Worker:
-    """Delivers one destination's messages from an outbox with ``concurrency`` threads."""
+    """Delivers one destination's messages from an outbox."""
 
     def __init__(self, outbox: Outbox, gateway: Gateway, *, concurrency: int = 4, owner: str | None = None,
-                 poll: float = 0.25, on_outcome: Callable[[Message, str], None] | None = None) -> None:
+                 poll: float = 0.25, batch: int | None = None,
+                 on_outcome: Callable[[Message, str], None] | None = None) -> None:
         self.outbox = outbox
         self.gateway = gateway
         self.destination = gateway.base_url
         self.concurrency = max(1, concurrency)
         self.owner = owner or worker_id()
         self.poll = poll
+        self.batch = batch or 2 * self.concurrency  # claimed and not yet recorded, at most
         self.on_outcome = on_outcome
         self.report = Report()
         self._stop = threading.Event()
+        self._progress = threading.Event()
         self._lock = threading.Lock()
-        self._in_flight: set[int] = set()
+        self._claimed: set[int] = set()
+        self._work: queue.Queue[Message] = queue.Queue()
+        self._results: queue.Queue[Result] = queue.Queue()
         metrics.watch(outbox)
 
     # --- lifecycle ----------------------------------------------------------------------
 
     def stop(self) -> None:
-        """Finish the rounds under way (without further retries) and return from ``run``."""
+        """Finish the rounds under way (without further retries), record them and return from ``run``."""
         self._stop.set()
+        self._progress.set()
         self.gateway.interrupt()
 
     def run(self, *, until_empty: bool = False, only: Iterable[int] | None = None) -> Report:
         """Deliver until stopped; ``until_empty``: until nothing is left but held messages;
         ``only``: just these messages, until each is final or waits for a later round."""
         only_ids = set(only) if only is not None else None
-        threads = [threading.Thread(target=self._loop, args=(only_ids,), name=f"worker-{n}", daemon=True)
+        senders = [threading.Thread(target=self._send_loop, name=f"sender-{n}", daemon=True)
                    for n in range(self.concurrency)]
-        heartbeat = threading.Thread(target=self._heartbeat, name="lease-heartbeat", daemon=True)
-        for t in [*threads, heartbeat]:
+        helpers = [threading.Thread(target=self._claim_loop, args=(only_ids,), name="claimer", daemon=True),
+                   threading.Thread(target=self._heartbeat, name="lease-heartbeat", daemon=True)]
+        recorder = threading.Thread(target=self._record_loop, name="recorder", daemon=True)
+        for t in [*senders, *helpers, recorder]:
             t.start()
         try:
             while not self._stop.is_set():
@@ -87,62 +102,124 @@ class Worker:
                 self._stop.wait(self.poll)
         finally:
             self._stop.set()
-            for t in threads:
+            self._progress.set()
+            for t in helpers:
                 t.join()
-            heartbeat.join()
+            self._release_unstarted()
+            for t in senders:
+                t.join()
+            recorder.join()
         return self.report
 
     def _finished(self, only: set[int] | None) -> bool:
-        """Nothing in flight here, and nothing due or leased elsewhere (``only``: nothing that can move now)."""
+        """Nothing claimed here, and nothing due or leased elsewhere (``only``: nothing that can move now)."""
         with self._lock:
-            if self._in_flight:
+            if self._claimed:
                 return False
         counts = self.outbox.waiting(self.destination, only=only)
         if only is not None:
             return counts["due"] == 0 and counts["leased"] == 0
         return counts["due"] + counts["leased"] + counts["later"] + counts["blocked"] == 0
 
+    # --- the pipeline -----------------------------------------------------------------------
+
+    def _claim_loop(self, only: set[int] | None) -> None:
+        idle = self.poll
+        while not self._stop.is_set():
+            breaker = self.gateway.breaker
+            if breaker.is_open:
+                self._stop.wait(min(1.0, max(0.05, breaker.open_until - time.monotonic())))
+                continue
+            with self._lock:
+                room = self.batch - len(self._claimed)
+            claimed: list[Message] = []
+            if room > 0:
+                try:
+                    claimed = self.outbox.claim(self.owner, self.destination, limit=room, only=only)
+                except Exception:  # noqa: BLE001 - e.g. the database restarting: wait and try again
+                    log.exception("claim failed")
+                    self._stop.wait(1.0)
+                    continue
+            if claimed:
+                with self._lock:
+                    self._claimed.update(m.id for m in claimed)
+                for m in claimed:
+                    self._work.put(m)
+                idle = self.poll
+                continue
+            # Nothing to take (or no room): wait for a recorded outcome, or poll for new and due messages.
+            self._progress.wait(idle * random.uniform(0.5, 1.0) if room > 0 else 1.0)
+            self._progress.clear()
+            if room > 0:
+                idle = min(idle * 2, 2.0)
+
+    def _send_loop(self) -> None:
+        while True:
+            try:
+                message = self._work.get(timeout=0.1)
+            except queue.Empty:
+                if self._stop.is_set():
+                    return
+                continue
+            self._results.put(self.attempt(message))
+
+    def _record_loop(self) -> None:
+        senders_done = False
+        while True:
+            try:
+                batch = [self._results.get(timeout=0.05)]
+            except queue.Empty:
+                if self._stop.is_set():
+                    if senders_done:
+                        return
+                    senders_done = not any(t.name.startswith("sender-") and t.is_alive() for t in threading.enumerate())
+                continue
+            while len(batch) < 500:
+                try:
+                    batch.append(self._results.get_nowait())
+                except queue.Empty:
+                    break
+            self._record(batch)
+
+    def _record(self, batch: list[Result]) -> None:
+        try:
+            lost = set(self.outbox.record(self.owner, batch))
+        except Exception:  # noqa: BLE001 - unrecorded: the leases expire and the messages are delivered again
+            log.exception("could not record delivery outcomes", extra={"messages": [r.message.id for r in batch]})
+            lost = {r.message.id for r in batch}
+        for r in batch:
+            outcome = LOST if r.message.id in lost else r.outcome
+            if outcome == LOST:
+                log.warning("lease lost before the outcome was recorded", extra={"message_id": r.message.id})
+            elif outcome != RELEASED:
+                metrics.OUTCOMES.labels(self.destination, outcome).inc()
+            with self._lock:
+                self._claimed.discard(r.message.id)
+                self.report.add(r.message.id, outcome)
+            if self.on_outcome:
+                self.on_outcome(r.message, outcome)
+        self._progress.set()
+
+    def _release_unstarted(self) -> None:
+        """Give back messages claimed but not yet started (shutting down)."""
+        while True:
+            try:
+                message = self._work.get_nowait()
+            except queue.Empty:
+                return
+            self._results.put(Result(message, RELEASED))
+
     def _heartbeat(self) -> None:
         interval = max(0.2, self.outbox.settings.lease_seconds / 3)
         while not self._stop.wait(interval):
             with self._lock:
-                ids = list(self._in_flight)
+                ids = list(self._claimed)
             try:
                 self.outbox.renew(self.owner, ids)
             except Exception:  # noqa: BLE001 - a failed renewal is retried next beat
                 log.exception("lease renewal failed")
 
-    # --- the loop -----------------------------------------------------------------------
-
-    def _loop(self, only: set[int] | None) -> None:
-        idle = self.poll
-        while not self._stop.is_set():
-            if self.gateway.breaker.is_open:
-                self._stop.wait(min(1.0, max(0.05, self.gateway.breaker.open_until - time.monotonic())))
-                continue
-            try:
-                claimed = self.outbox.claim(self.owner, self.destination, limit=1, only=only)
-            except Exception:  # noqa: BLE001 - e.g. the database restarting: wait and try again
-                log.exception("claim failed")
-                self._stop.wait(1.0)
-                continue
-            if not claimed:
-                self._stop.wait(idle * random.uniform(0.5, 1.0))
-                idle = min(idle * 2, 2.0)
-                continue
-            idle = self.poll
-            for message in claimed:
-                with self._lock:
-                    self._in_flight.add(message.id)
-                try:
-                    outcome = self.process(message)
-                finally:
-                    with self._lock:
-                        self._in_flight.discard(message.id)
-                with self._lock:
-                    self.report.add(message.id, outcome)
-                if self.on_outcome:
-                    self.on_outcome(message, outcome)
+    # --- one round ----------------------------------------------------------------------------
 
     def _reschedule_delay(self, message: Message, retry_after: float | None) -> float:
         """Backoff between rounds: initial * 2^(round-1), capped, with equal jitter; at least Retry-After."""
@@ -155,61 +232,43 @@ class Worker:
         age = (utcnow() - message.created_at).total_seconds()
         return message.attempts >= s.max_rounds or age >= s.give_up_after
 
-    def process(self, message: Message) -> str:
-        """One delivery round for a claimed message; records and returns its outcome."""
-        gw, box, dest = self.gateway, self.outbox, self.destination
+    def attempt(self, message: Message) -> Result:
+        """One delivery round for a claimed message; returns its outcome, not yet recorded."""
         with correlation(message.correlation_id, message_id=message.id):
-            rnd = gw.new_round()
+            rnd = self.gateway.new_round()
             try:
-                try:
-                    delivered = gw.deliver(message.kind, message.payload, message.correlation_id, rnd)
-                except (CircuitOpen, Interrupted) as exc:
-                    if rnd.attempts == 0:
-                        box.release(message, self.owner)
-                        return RELEASED
-                    delay = max(0.0, exc.until - time.monotonic()) if isinstance(exc, CircuitOpen) else 0.0
-                    box.reschedule(message, self.owner, error=str(exc), delay=delay, http_status=None)
-                    metrics.OUTCOMES.labels(dest, RESCHEDULED).inc()
-                    return RESCHEDULED
-                except Conflict as exc:
-                    return self._dead(message, "conflict", exc)
-                except Permanent as exc:
-                    return self._dead(message, "delivery", exc)
-                except Transient as exc:
-                    if self._exhausted(message):
-                        return self._dead(message, "exhausted", exc)
-                    delay = self._reschedule_delay(message, exc.retry_after)
-                    box.reschedule(message, self.owner, error=str(exc), delay=delay, http_status=exc.status)
-                    metrics.OUTCOMES.labels(dest, RESCHEDULED).inc()
-                    log.warning("not delivered, rescheduled", extra={"error": str(exc), "retry_in_s": round(delay, 1),
-                                                                     "attempts": rnd.attempts})
-                    return RESCHEDULED
-                box.mark_delivered(message, self.owner, http_status=delivered.http_status, summary=delivered.summary)
-                metrics.OUTCOMES.labels(dest, DELIVERED).inc()
-                log.info("delivered", extra=fields(kind=message.kind, person=message.person_label,
-                                                   http_status=delivered.http_status,
-                                                   **{k: v for k, v in delivered.summary.items() if k != "status"}))
-                return DELIVERED
-            except LeaseLost as exc:
-                log.warning(str(exc))
-                return LOST
-            except Exception as exc:  # noqa: BLE001 - a bug must not kill the worker thread or lose the message
+                delivered = self.gateway.deliver(message.kind, message.payload, message.correlation_id, rnd,
+                                                 raw=message.payload_text)
+            except (CircuitOpen, Interrupted) as exc:
+                if rnd.attempts == 0:
+                    return Result(message, RELEASED)
+                delay = max(0.0, exc.until - time.monotonic()) if isinstance(exc, CircuitOpen) else 0.0
+                return Result(message, RESCHEDULED, error=str(exc), delay=delay)
+            except Conflict as exc:
+                return self._dead(message, "conflict", exc)
+            except Permanent as exc:
+                return self._dead(message, "delivery", exc)
+            except Transient as exc:
+                if self._exhausted(message):
+                    return self._dead(message, "exhausted", exc)
+                delay = self._reschedule_delay(message, exc.retry_after)
+                log.warning("not delivered, rescheduled", extra=fields(error=str(exc), retry_in_s=round(delay, 1),
+                                                                       attempts=rnd.attempts))
+                return Result(message, RESCHEDULED, http_status=exc.status, error=str(exc), delay=delay)
+            except Exception as exc:  # noqa: BLE001 - a bug must not kill the sender or lose the message
                 log.exception("unexpected error in a delivery round")
-                try:
-                    box.reschedule(message, self.owner, error=f"internal error: {type(exc).__name__}: {exc}",
-                                   delay=self._reschedule_delay(message, None), http_status=None)
-                except Exception:  # noqa: BLE001 - the lease will expire and another round will follow
-                    log.exception("could not reschedule after an internal error")
-                return RESCHEDULED
+                return Result(message, RESCHEDULED, error=f"internal error: {type(exc).__name__}: {exc}",
+                              delay=self._reschedule_delay(message, None))
+            log.info("delivered", extra=fields(kind=message.kind, person=message.person_label,
+                                               http_status=delivered.http_status,
+                                               **{k: v for k, v in delivered.summary.items() if k != "status"}))
+            return Result(message, DELIVERED, http_status=delivered.http_status, summary=delivered.summary)
 
-    def _dead(self, message: Message, stage: str, exc: Permanent | Transient) -> str:
-        self.outbox.dead_letter(message, self.owner, stage=stage, error=str(exc), http_status=exc.status,
-                                outcome=exc.outcome)
-        metrics.OUTCOMES.labels(self.destination, DEAD).inc()
-        log.error("dead letter", extra={"stage": stage, "error": str(exc), "http_status": exc.status})
-        return DEAD
+    def _dead(self, message: Message, stage: str, exc: Permanent | Transient) -> Result:
+        log.error("dead letter", extra=fields(stage=stage, error=str(exc), http_status=exc.status))
+        return Result(message, DEAD, http_status=exc.status, error=str(exc), stage=stage, outcome_resource=exc.outcome)
 
-
-def age_seconds(when: dt.datetime) -> float:
-    """Seconds since ``when``."""
-    return (utcnow() - when).total_seconds()
+    def process(self, message: Message) -> str:
+        """Deliver one claimed message and record its outcome now (outside ``run``)."""
+        self._record([self.attempt(message)])
+        return self.report.last[message.id]

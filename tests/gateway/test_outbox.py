@@ -262,3 +262,16 @@ def test_transfer_audit_event_is_fhir_and_names_no_personnummer(outbox: Outbox, 
     assert pnr not in json.dumps(event)
     organisation = json.loads(doc)["municipality"]["hsa_id"]
     assert any(a["who"].get("identifier", {}).get("value") == organisation for a in event["agent"])
+
+
+def test_bulk_enqueue_continues_each_persons_sequence(outbox: Outbox, tag: str) -> None:
+    first = outbox.accept(decisions(tag, 1, 1)[0], DEST)
+    from adapter.outbox.intake import prepare
+
+    docs = decisions(tag, 4, 2)  # persons alternate; person 0 is the one above
+    bad = prepare(b'{"kind": "decision"}')
+    accepted = outbox.enqueue_many([prepare(d) for d in docs] + [bad], DEST, sources=[f"d{n}" for n in range(5)])
+    assert [a.status for a in accepted] == [PENDING] * 4 + [REJECTED]
+    seqs = [outbox.get(a.message_id).seq for a in accepted[:4]]
+    assert seqs == [2, 1, 3, 2] and outbox.get(first.message_id).seq == 1
+    assert outbox.dead()[0]["stage"] == "validation"

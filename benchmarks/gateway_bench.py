@@ -1,0 +1,196 @@
+"""Gateway benchmark: the outbox + gateway vs a plain httpx client, loading the same resources into
+Medplum's in-memory FHIR router in the same run.
+
+    carebridge bench gateway -- --documents 400 --persons 100 --concurrency 4 --rounds 2
+    python benchmarks/gateway_bench.py --documents 400
+
+Each side gets a fresh Medplum server per round (same cold start, same empty repository) and the
+same transaction Bundles, converted and validated beforehand:
+
+- plain: ``concurrency`` threads POST the Bundles with one shared ``httpx.Client``;
+- carebridge: the Bundles are enqueued in the outbox (one transaction each: per-person sequence,
+  person key) and delivered by a ``Worker`` with ``concurrency`` threads (claims with leases,
+  per-person order, retry policy, circuit breaker, AuditEvent per transfer, metrics, JSON logs).
+
+Reported: wall time of each side (best of ``rounds``), resources created (counted on the server,
+which must agree between the two), and the adapter's overhead. Intake (convert + validate) is
+measured separately; it is not part of either side.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import queue
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+#: The overhead budget the issue sets.
+BUDGET = 0.20
+TYPES = ("Patient", "Organization", "Practitioner", "ServiceRequest", "Goal", "CarePlan", "Task", "Provenance")
+
+
+def documents(n: int, persons: int) -> list[bytes]:
+    """``n`` decision documents made from the fixtures (unique ids; ``persons`` persons round robin)."""
+    from tests.gateway.payloads import decisions
+
+    return decisions("BENCH", n, persons)
+
+
+def prepare_all(docs: list[bytes]) -> tuple[list[Any], float]:
+    """Convert and validate every document; returns the prepared payloads and the seconds it took."""
+    from adapter.outbox.intake import prepare
+
+    started = time.perf_counter()
+    prepared = [prepare(d) for d in docs]
+    elapsed = time.perf_counter() - started
+    bad = [p.problem for p in prepared if not p.ok]
+    if bad:
+        raise SystemExit(f"benchmark documents do not validate: {bad[0]}")
+    return prepared, elapsed
+
+
+def plain(base_url: str, bundles: list[dict[str, Any]], concurrency: int) -> float:
+    """POST every Bundle with a plain shared httpx client from ``concurrency`` threads; seconds taken."""
+    import httpx
+
+    work: queue.Queue[dict[str, Any]] = queue.Queue()
+    for b in bundles:
+        work.put(b)
+    errors: list[str] = []
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    with httpx.Client(base_url=base_url, timeout=60.0, limits=limits,
+                      headers={"Accept": "application/fhir+json"}) as client:
+        def run() -> None:
+            while True:
+                try:
+                    bundle = work.get_nowait()
+                except queue.Empty:
+                    return
+                response = client.post("", json=bundle, headers={"Content-Type": "application/fhir+json"})
+                if response.status_code != 200:
+                    errors.append(f"HTTP {response.status_code}: {response.text[:200]}")
+
+        started = time.perf_counter()
+        threads = [threading.Thread(target=run) for _ in range(concurrency)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        elapsed = time.perf_counter() - started
+    if errors:
+        raise SystemExit(f"plain client: {len(errors)} failures, first: {errors[0]}")
+    return elapsed
+
+
+def adapter(base_url: str, prepared: list[Any], concurrency: int, db_url: str) -> tuple[float, float, float]:
+    """Enqueue and deliver through the outbox and gateway; (total, enqueue, deliver) seconds."""
+    from adapter.gateway import Gateway
+    from adapter.outbox import Outbox
+    from adapter.outbox.worker import Worker
+
+    outbox = Outbox.open(db_url, pool_size=concurrency + 4)
+    gateway = Gateway(base_url, outbox.settings, pool_size=concurrency)
+    gateway.check_server()
+    started = time.perf_counter()
+    outbox.enqueue_many(prepared, gateway.base_url, sources=["bench"] * len(prepared))
+    enqueued = time.perf_counter()
+    report = Worker(outbox, gateway, concurrency=concurrency, poll=0.02).run(until_empty=True)
+    done = time.perf_counter()
+    gateway.close()
+    outbox.close()
+    if report.counts.get("delivered") != len(prepared):
+        raise SystemExit(f"carebridge: not everything was delivered: {report.counts}")
+    return done - started, enqueued - started, done - enqueued
+
+
+def created(base_url: str) -> dict[str, int]:
+    """Resources per type on the server."""
+    from adapter.standin import count
+
+    return {t: count(base_url, t) for t in TYPES}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="gateway_bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--documents", type=int, default=400, help="decision documents (default 400)")
+    parser.add_argument("--persons", type=int, default=100, help="persons they concern (default 100)")
+    parser.add_argument("--concurrency", type=int, default=4, help="threads on each side (default 4)")
+    parser.add_argument("--rounds", type=int, default=2, help="rounds; the best of each side counts (default 2)")
+    parser.add_argument("--db", metavar="URL", help="outbox database (default: a fresh SQLite file per round)")
+    parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
+    parser.add_argument("--check", action="store_true", help=f"exit 1 when the overhead exceeds {BUDGET:.0%}")
+    args = parser.parse_args(argv)
+
+    from adapter import logs
+    from adapter.standin import start_medplum
+
+    logs.configure("INFO", open(os.devnull, "w"))  # noqa: SIM115 - the adapter logs as in production
+    docs = documents(args.documents, args.persons)
+    prepared, intake_s = prepare_all(docs)
+    bundles = [p.payload for p in prepared]
+    entries = sum(len(b["entry"]) for b in bundles)
+    print(f"{len(docs)} decision documents for {args.persons} persons: {entries} transaction entries; "
+          f"intake (convert + validate) {intake_s:.2f} s = {1000 * intake_s / len(docs):.1f} ms/document "
+          "(not in the timings below)", flush=True)
+    results: dict[str, list[float]] = {"plain": [], "carebridge": [], "enqueue": [], "deliver": []}
+    resources: dict[str, dict[str, int]] = {}
+    with tempfile.TemporaryDirectory(prefix="carebridge-bench-") as tmp:
+        for r in range(args.rounds):
+            order = ("plain", "carebridge") if r % 2 == 0 else ("carebridge", "plain")
+            for side in order:
+                with start_medplum(Path(tmp) / f"{side}-{r}") as server:
+                    if side == "plain":
+                        results["plain"].append(plain(server.base_url, bundles, args.concurrency))
+                    else:
+                        db = args.db or f"sqlite:///{Path(tmp) / f'outbox-{r}.db'}"
+                        total, enq, dlv = adapter(server.base_url, prepared, args.concurrency, db)
+                        results["carebridge"].append(total)
+                        results["enqueue"].append(enq)
+                        results["deliver"].append(dlv)
+                    resources[side] = created(server.base_url)
+                print(f"round {r + 1} {side:10} {results[side][-1]:7.2f} s", flush=True)
+    if resources["plain"] != resources["carebridge"]:
+        print(f"the two sides left different resources: {resources}", file=sys.stderr)
+        return 1
+    total_resources = sum(resources["plain"].values())
+    best_plain, best_adapter = min(results["plain"]), min(results["carebridge"])
+    overhead = best_adapter / best_plain - 1
+    figures = {
+        "documents": len(docs), "persons": args.persons, "entries": entries, "resources_created": total_resources,
+        "concurrency": args.concurrency, "rounds": args.rounds, "intake_seconds": round(intake_s, 3),
+        "plain_seconds": [round(x, 3) for x in results["plain"]],
+        "carebridge_seconds": [round(x, 3) for x in results["carebridge"]],
+        "carebridge_enqueue_seconds": [round(x, 3) for x in results["enqueue"]],
+        "carebridge_deliver_seconds": [round(x, 3) for x in results["deliver"]],
+        "plain_resources_per_second": round(total_resources / best_plain, 1),
+        "carebridge_resources_per_second": round(total_resources / best_adapter, 1),
+        "overhead": round(overhead, 4), "median_overhead": round(
+            statistics.median(results["carebridge"]) / statistics.median(results["plain"]) - 1, 4),
+        "database": (args.db or "sqlite").split(":")[0],
+    }
+    print(f"\n{'':12}{'best s':>8}{'resources/s':>13}")
+    print(f"{'plain httpx':12}{best_plain:8.2f}{figures['plain_resources_per_second']:13.1f}")
+    print(f"{'carebridge':12}{best_adapter:8.2f}{figures['carebridge_resources_per_second']:13.1f}"
+          f"   (enqueue {min(results['enqueue']):.2f} s, deliver {min(results['deliver']):.2f} s)")
+    print(f"{total_resources} resources created on each side ({', '.join(f'{k} {v}' for k, v in resources['plain'].items())})")
+    verdict = "within" if overhead <= BUDGET else "OVER"
+    print(f"adapter overhead {overhead:+.1%} (median of rounds {figures['median_overhead']:+.1%}); "
+          f"{verdict} the {BUDGET:.0%} budget")
+    if args.json:
+        Path(args.json).write_text(json.dumps(figures, indent=2) + "\n")
+    return 1 if args.check and overhead > BUDGET else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
