@@ -132,9 +132,26 @@ def snapshot(profile: dict, base: dict[str, dict]) -> list[dict]:
                 el[key] = copy.deepcopy(value)
         if "constraint" in d:
             el["constraint"] = [*el.get("constraint", []), *copy.deepcopy(d["constraint"])]
+    _expand_extension_slices(elems, base)
     for el in elems:
         el.setdefault("path", _base_path(el["id"]))
     return elems
+
+
+def _expand_extension_slices(elems: list[dict], base: dict[str, dict]) -> None:
+    """Give each extension slice its Extension children with `url` fixed to the extension's URL,
+    so validators that discriminate slices by `url` (Medplum) can match them."""
+    i = 0
+    while i < len(elems):
+        el = elems[i]
+        types = el.get("type") or []
+        profiles = [p for t in types if t.get("code") == "Extension" for p in t.get("profile", ())]
+        if el.get("sliceName") and profiles and not (i + 1 < len(elems) and elems[i + 1]["id"].startswith(el["id"] + ".")):
+            _expand_type(elems, i, base)
+            for j in range(i + 1, _subtree_end(elems, i)):
+                if elems[j]["id"] == el["id"] + ".url":
+                    elems[j]["fixedUri"] = profiles[0]
+        i += 1
 
 
 def build(pkg: Path | None = None) -> dict[str, str]:

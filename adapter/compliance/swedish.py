@@ -300,10 +300,13 @@ def rule_sip_responsibility(p: Payload) -> None:
     for plan, path, kind in _plans(p, set(plans_cfg["coordinated"])):
         if _is_riv_document(plan):
             continue  # a plan exchanged as a document (RIV GetCarePlans) has no structured roles to check
-        teams = [p.resolve(r) for r in plan.get("careTeam") or ()]
-        teams = [t for t in teams if t]
-        if not teams:
+        refs = plan.get("careTeam") or ()
+        teams = [t for t in (p.resolve(r) for r in refs) if t]
+        if not refs:
             p.add("error", "business-rule", f"{path}.careTeam", f"a {kind} names its care team: the huvudmän taking part and the one with overall responsibility", "se-sip-responsibility")
+            continue
+        if not teams:
+            p.add("information", "informational", f"{path}.careTeam", f"the {kind}'s care team is not in the payload: its huvudmän and lead are not checked here", "se-sip-responsibility")
             continue
         huvudmen: set[str] = set()
         leads: list[str | None] = []
