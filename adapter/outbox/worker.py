@@ -54,7 +54,11 @@ def worker_id() -> str:
 
 
 class Worker:
-    """Delivers one destination's messages from an outbox."""
+    """Delivers one destination's messages from an outbox.
+
+    ``gateway`` is a ``Gateway`` or anything with its interface: ``base_url``, ``breaker``,
+    ``new_round()``, ``deliver(kind, payload, correlation_id, rnd)`` and ``interrupt()``.
+    """
 
     def __init__(self, outbox: Outbox, gateway: Gateway, *, concurrency: int = 4, owner: str | None = None,
                  poll: float = 0.25, batch: int | None = None,
@@ -237,8 +241,11 @@ class Worker:
         with correlation(message.correlation_id, message_id=message.id):
             rnd = self.gateway.new_round()
             try:
-                delivered = self.gateway.deliver(message.kind, message.payload, message.correlation_id, rnd,
-                                                 raw=message.payload_text)
+                if isinstance(self.gateway, Gateway):  # sends the stored JSON text as it is
+                    delivered = self.gateway.deliver(message.kind, message.payload, message.correlation_id, rnd,
+                                                     raw=message.payload_text)
+                else:  # any object with the same deliver() (e.g. adapter.inbound.municipal.MunicipalGateway)
+                    delivered = self.gateway.deliver(message.kind, message.payload, message.correlation_id, rnd)
             except (CircuitOpen, Interrupted) as exc:
                 if rnd.attempts == 0:
                     return Result(message, RELEASED)
