@@ -1,9 +1,10 @@
 """AuditEvents for API access: one per request (per person concerned), stored with the outbox's transfer events.
 
 Routes say what they touched with ``note(request)`` (interaction, person keys, message id, why
-access was refused); the ``AccessLog`` middleware records the AuditEvent when the answer is
-known (who, which organisation, which person, what, outcome) and writes one masked JSON log
-line. Health, docs and rate-limited requests are logged but not audited.
+access was refused); the ``AccessLog`` middleware stores the AuditEvent (who, which
+organisation, which person, what, outcome) when the answer starts, before any of it is sent,
+and writes one masked JSON log line. Health, docs and rate-limited requests are logged but not
+audited; successful /metrics scrapes are not audited either.
 """
 
 from __future__ import annotations

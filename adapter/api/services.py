@@ -24,8 +24,11 @@ class Services:
     regional_auth: AuthSettings = field(default_factory=AuthSettings)
     workers: list[Any] = field(default_factory=list)
     threads: list[threading.Thread] = field(default_factory=list)
+    #: Destination -> "ok" once its worker delivers, else why not (e.g. the CapabilityStatement check failed).
+    destinations: dict[str, str] = field(default_factory=dict)
     _effects_gateway: Any = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _stopping: threading.Event = field(default_factory=threading.Event)
 
     @property
     def engine(self) -> Any:
@@ -52,24 +55,46 @@ class Services:
         from adapter.gateway import Gateway
         from adapter.outbox.worker import Worker
 
-        gateways: list[Any] = []
+        self._stopping.clear()
         if self.settings.server:
-            gateways.append(Gateway(self.settings.server, self.outbox.settings, self.regional_auth))
+            gateway = Gateway(self.settings.server, self.outbox.settings, self.regional_auth)
+            self._start(Worker(self.outbox, gateway, concurrency=2), check_server=True)
         destination = self.settings.municipal.destination
         if destination:
             from adapter.inbound.municipal import MunicipalGateway
 
-            gateways.append(MunicipalGateway(destination, self.outbox.settings))
-        for gateway in gateways:
-            worker = Worker(self.outbox, gateway, concurrency=2)
-            thread = threading.Thread(target=worker.run, name=f"deliver {gateway.base_url}", daemon=True)
-            self.workers.append(worker)
-            self.threads.append(thread)
-            thread.start()
-            log.info("delivery worker started", extra={"destination": gateway.base_url})
+            self._start(Worker(self.outbox, MunicipalGateway(destination, self.outbox.settings), concurrency=2),
+                        check_server=False)
+
+    def _start(self, worker: Any, *, check_server: bool) -> None:
+        thread = threading.Thread(target=self._deliver, args=(worker, check_server), daemon=True,
+                                  name=f"deliver {worker.gateway.base_url}")
+        self.workers.append(worker)
+        self.threads.append(thread)
+        thread.start()
+
+    def _deliver(self, worker: Any, check_server: bool) -> None:
+        """Read the server's CapabilityStatement (until it passes, or we stop), then deliver until stopped."""
+        from adapter.gateway import UnsuitableServer
+
+        destination = worker.gateway.base_url
+        while check_server and not self._stopping.is_set():
+            try:
+                worker.gateway.check_server()
+                break
+            except UnsuitableServer as exc:
+                self.destinations[destination] = str(exc)
+                log.error("regional server not usable; checking again in 10 s", extra={"error": str(exc)})
+                self._stopping.wait(10.0)
+        if self._stopping.is_set():
+            return
+        self.destinations[destination] = "ok"
+        log.info("delivery worker started", extra={"destination": destination})
+        worker.run()
 
     def stop_workers(self) -> None:
         """Stop the delivery workers (rounds under way finish without further retries)."""
+        self._stopping.set()
         for worker in self.workers:
             worker.stop()
         for thread in self.threads:
@@ -83,5 +108,6 @@ class Services:
         self.threads.clear()
 
     def workers_alive(self) -> bool:
-        """True when every started worker thread still runs."""
-        return all(t.is_alive() for t in self.threads)
+        """True when every started worker thread still runs and delivers."""
+        return all(t.is_alive() for t in self.threads) and all(
+            self.destinations.get(w.gateway.base_url) == "ok" for w in self.workers)

@@ -124,6 +124,14 @@ def _tuple(value: Any, key: str) -> tuple[str, ...]:
     raise SettingsError(f"{key} must be a list of strings")
 
 
+def _trusted_url(url: str) -> bool:
+    """https anywhere, http only to the loopback interface."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    return parts.scheme == "https" or (parts.scheme == "http" and parts.hostname in ("127.0.0.1", "localhost", "::1"))
+
+
 def _issuer(raw: dict[str, Any], n: int) -> Issuer:
     where = f"issuers[{n}]"
     if not isinstance(raw.get("issuer"), str):
@@ -133,6 +141,8 @@ def _issuer(raw: dict[str, Any], n: int) -> Issuer:
         jwks = json.loads(Path(raw["jwks_file"]).read_text())
     if not (raw.get("jwks_uri") or jwks):
         raise SettingsError(f"{where} needs jwks_uri, jwks_file or jwks")
+    if raw.get("jwks_uri") and not _trusted_url(str(raw["jwks_uri"])):
+        raise SettingsError(f"{where}.jwks_uri must be https (plain http only on the loopback interface)")
     algorithms = _tuple(raw.get("algorithms"), f"{where}.algorithms") or DEFAULT_ALGORITHMS
     bad = [a for a in algorithms if a.lower() == "none" or a.startswith("HS")]
     if bad:

@@ -108,3 +108,25 @@ def test_validate_answers_the_outcome_of_an_invalid_resource(client: Any, issuer
                            headers={**bearer(issuer.token(HANINGE, ALL)), "Content-Type": "application/fhir+json"})
     assert response.status_code == 200
     assert any(i["severity"] == "error" for i in response.json()["issue"])
+
+
+def test_an_access_that_cannot_be_audited_is_not_answered() -> None:
+    """Unit test of the error path: the audit store fails, so the data never leaves (503 instead)."""
+    from adapter.api.access import AccessLog
+
+    sent: list[dict[str, Any]] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"secret document"})
+
+    def failing_recorder(events: Any) -> None:
+        raise OSError("disk full")
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": "GET", "path": "/documents/1", "headers": [], "client": ("127.0.0.1", 1)}
+    asyncio.run(AccessLog(app, failing_recorder)(scope, None, send))
+    assert sent[0]["status"] == 503
+    assert b"secret" not in b"".join(m.get("body", b"") for m in sent)

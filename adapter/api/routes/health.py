@@ -37,8 +37,9 @@ def readyz(svc: Services = Depends(services)) -> Any:
         checks["database"] = "ok"
     except Exception as exc:  # noqa: BLE001 - readiness reports, never raises
         checks["database"] = f"unavailable: {type(exc).__name__}"
-    checks["workers"] = "ok" if svc.workers_alive() else "stopped"
-    checks["regional_server"] = "configured" if svc.settings.server else "not configured"
+    checks["workers"] = "ok" if svc.workers_alive() else "not delivering"
+    for destination, state in svc.destinations.items():
+        checks[f"destination {destination}"] = state
     ready = checks["database"] == "ok" and checks["workers"] == "ok"
     return JSONResponse({"status": "ready" if ready else "not ready", "checks": checks}, status_code=200 if ready else 503)
 
