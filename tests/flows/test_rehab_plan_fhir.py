@@ -281,3 +281,29 @@ def test_plan_persons_and_organisations_are_those_of_the_decisions() -> None:
         for org in plan.organisations():
             key = org.hsa_id or org.organisationsnummer
             assert orgs.get(key, org) == org, (path.name, key)
+
+
+def test_staff_and_units_of_the_plans_are_the_same_in_every_fixture() -> None:
+    """One HSA-id or local staff id is one Organization or Practitioner on the server: the plans
+    must describe it exactly as every other fixture does, or a read back returns the other data."""
+
+    def walk(node, found: dict, where: str) -> None:
+        if isinstance(node, dict):
+            for key in ("hsa_id", "local_id"):
+                if isinstance(node.get(key), str) and "name" in node:
+                    found.setdefault((key, node[key]), {}).setdefault(json.dumps(node, sort_keys=True, ensure_ascii=False), where)
+            for value in node.values():
+                walk(value, found, where)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value, found, where)
+
+    mine: dict = {}
+    for kind in ("implementation-plan", "rehab-plan"):
+        for path in sorted((REPO / "fixtures" / kind).glob("*.json")):
+            walk(json.loads(path.read_text("utf-8")), mine, f"{kind}/{path.name}")
+    everywhere: dict = {}
+    for path in sorted((REPO / "fixtures").glob("*/*.json")):
+        walk(json.loads(path.read_text("utf-8")), everywhere, f"{path.parent.name}/{path.name}")
+    clashes = {key: variants for key, variants in everywhere.items() if key in mine and len(variants) > 1}
+    assert not clashes, clashes
