@@ -1,4 +1,4 @@
-"""OpenAPI request examples taken from the fixtures (``fixtures/<kind>/*.json``), in every format a flow accepts.
+"""OpenAPI request examples taken from the fixtures (``fixtures/<kind>/*.json``, RIV-TA ``*.xml``), in every format.
 
 Canonical JSON examples are the fixture files themselves; the FHIR Bundle and municipal XML
 examples are the first fixture of each kind converted with ``adapter.conversion``. A fixture
@@ -54,7 +54,23 @@ def fixture_examples() -> dict[str, dict[str, dict[str, Any]]]:
                 xml = _convert(data, "xml")
                 if xml is not None:
                     out["application/xml"][name] = {"summary": summary + " (as municipal XML)", "value": xml}
+        for path in sorted(kind_dir.glob("*.xml"))[:PER_KIND]:  # RIV-TA responses, posted as their contract
+            contract = _riv_contract(path.read_bytes())
+            if contract:
+                out["application/xml"][f"{kind_dir.name}-{path.stem}"] = {
+                    "summary": f"RIV-TA: fixtures/{kind_dir.name}/{path.name}; POST to /documents/{contract}",
+                    "value": path.read_text(encoding="utf-8")}
     return out
+
+
+def _riv_contract(data: bytes) -> str | None:
+    from mappings import formats
+
+    try:
+        detected = formats.detect(data)
+    except Exception:  # noqa: BLE001 - an unreadable fixture is simply not an example
+        return None
+    return detected.detail if detected.format == "riv" else None
 
 
 def notification_example(base_url: str = "https://region.example/fhir") -> dict[str, Any]:

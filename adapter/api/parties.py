@@ -6,8 +6,9 @@ formats and flows:
 - **senders**: the organisations the document speaks for: ``Provenance.agent.onBehalfOf``
   (and an organisational ``agent.who``), ``CarePlan.author``, ``MessageHeader.sender`` and
   ``responsible``, and the ``requester`` of a ServiceRequest or Task;
-- **parties**: every organisation the document names (its Organization resources and logical
-  references by HSA-id or organisationsnummer): senders, recipients, performers, care-team members;
+- **parties**: every organisation the document names (its Organization resources, contained ones
+  included, and logical references by HSA-id or organisationsnummer): senders, recipients,
+  performers, care-team members;
 - **protected**: a Patient labelled skyddad folkbokföring or sekretessmarkering (HL7 Sweden labels).
 
 An organisation is its set of identifier values; a caller matches it when the caller's
@@ -101,12 +102,14 @@ class _Index:
             for key in keys:
                 self.by_ref.setdefault(key, set()).update(ids)
 
-    def resolve(self, ref: Any) -> set[str]:
+    def resolve(self, ref: Any, contained: dict[str, set[str]] | None = None) -> set[str]:
         if not isinstance(ref, dict):
             return set()
         found: set[str] = set()
         target = ref.get("reference")
-        if isinstance(target, str):
+        if isinstance(target, str) and target.startswith("#"):
+            found |= (contained or {}).get(target, set())
+        elif isinstance(target, str):
             found |= self.by_ref.get(target, set())
             if "/Organization/" in target:  # an absolute URL to an Organization we hold
                 found |= self.by_ref.get("Organization/" + target.rsplit("/Organization/", 1)[1].split("/")[0], set())
@@ -133,13 +136,17 @@ def parties_of(document: dict[str, Any]) -> Parties:
                         and i.get("system") in PERSON_SYSTEMS and isinstance(i.get("value"), str)}
             labels = (res.get("meta") or {}).get("security") or ()
             protected = protected or any(isinstance(s, dict) and s.get("code") in PROTECTED_LABELS for s in labels)
-        for ref in _references({k: v for k, v in res.items() if k not in ("meta", "identifier")}):
-            parties |= index.resolve(ref)
+        contained = {f"#{c['id']}": _org_ids(c) for c in res.get("contained") or () if isinstance(c, dict)
+                     and c.get("resourceType") == "Organization" and isinstance(c.get("id"), str)}
+        for ids in contained.values():
+            parties |= ids
+        for ref in _references({k: v for k, v in res.items() if k not in ("meta", "identifier", "contained")}):
+            parties |= index.resolve(ref, contained)
             ident = ref.get("identifier")
             if isinstance(ident, dict) and ident.get("system") in PERSON_SYSTEMS and isinstance(ident.get("value"), str):
                 persons.add(ident["value"])
         for type_, path in SENDER_ELEMENTS:
             if rtype == type_:
                 for ref in _path(res, path):
-                    senders |= index.resolve(ref)
+                    senders |= index.resolve(ref, contained)
     return Parties(frozenset(senders), frozenset(parties | senders), frozenset(persons), protected)

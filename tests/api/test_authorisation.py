@@ -181,3 +181,16 @@ def test_inbound_endpoints_only_for_the_region(client: Any, issuer: LocalIssuer)
     no_scope = client.post("/fhir/subscription-notification", content=body,
                            headers={**JSON, **bearer(issuer.token(REGION, BASIC))})
     assert no_scope.status_code == 403
+
+
+def test_riv_documents_are_submitted_as_their_contract_by_their_source_unit(client: Any, issuer: LocalIssuer) -> None:
+    riv = fixture_bytes("riv", "GetCareServicesResponse-haninge-sigvard-ek.xml")
+    xml = {"Content-Type": "application/xml"}
+    unit = bearer(issuer.token("SE2120000134-SN01", BASIC))  # bistandsenheten, the source of the documents
+    accepted = client.post("/documents/care-services", content=riv, headers={**xml, **unit})
+    assert accepted.status_code in (202, 422), accepted.text
+    assert client.post("/documents/care-services", content=riv,
+                       headers={**xml, **bearer(issuer.token(STRANGER, BASIC))}).status_code == 403
+    assert client.post("/documents/decision", content=riv, headers={**xml, **unit}).status_code == 400
+    assert client.post("/documents/care-services", content=riv,
+                       headers={"Content-Type": "application/json", **unit}).status_code == 415
