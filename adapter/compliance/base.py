@@ -14,7 +14,10 @@ from typing import Any, Callable
 
 from adapter.compliance import extras, fhirpath, narrative
 from adapter.compliance.context import ValidationContext
-from adapter.compliance.model import COMPLEX, POST_CODING, POST_REFERENCE, PRIMITIVE, RESOURCE, Field, Invariant, Rules, TypeRule, rules
+from adapter.compliance.model import (
+    COMPLEX, LIST_COMPLEX, LIST_FAST, POST_CODING, POST_REFERENCE, PRIMITIVE, RESOURCE, SINGLE_COMPLEX, SINGLE_FAST,
+    Field, Invariant, Rules, TypeRule, rules,
+)
 from adapter.compliance.outcome import issue
 
 _REL_REF = re.compile(r"^(?:(?P<base>https?://.+)/)?(?P<type>[A-Z][A-Za-z]+)/(?P<id>[A-Za-z0-9\-\.]{1,64})(?:/_history/(?P<version>[A-Za-z0-9\-\.]{1,64}))?$")
@@ -190,51 +193,64 @@ class Walker:
         if type(node) is not dict:
             self.error(path, f"expected a JSON object for {t.name}, found {_json_kind(node)}", "structure", "json-shape")
             return
-        fields = t.fields
+        dispatch = t.dispatch
         choices: set[str] | None = None
         if t.is_entry:
             entry_saved = self.entry_url
             fu = node.get("fullUrl")
             self.entry_url = fu if isinstance(fu, str) else None
         for key, val in node.items():
-            f = fields.get(key)
-            if f is None:
+            e = dispatch.get(key)
+            if e is None:
                 self._odd_key(node, key, val, t, path)
                 continue
-            if f.choice:
-                if choices is None:
-                    choices = set()
-                if f.name in choices:
-                    self.error(f"{path}.{f.name}", f"only one type of {f.name}[x] may be present", "structure", "choice")
+            mode, f = e
+            if mode == SINGLE_FAST:
+                if f.fast(val):
                     continue
-                choices.add(f.name)
-            if f.is_list:
-                if type(val) is not list or not val:
-                    val = self._odd_list(key, val, f, path)
-                    if val is None:
-                        continue
-                if 1 < f.max < len(val):
-                    self.error(f"{path}.{f.name}", f"{t.name}.{f.name}: max allowed = {f.max}, but found {len(val)}", "structure", "cardinality")
-                fast = f.fast
-                if fast is not None and not f.invariants:
+            elif mode == SINGLE_COMPLEX:
+                if type(val) is dict:
+                    p = path + "." + f.name
+                    tr = f.trule
+                    if tr is None:
+                        tr = f.trule = self.R.type(f.tkey)
+                    self.obj(val, tr, p)
+                    if f.post:
+                        self._post(val, f, p)
+                    for inv in f.invariants:
+                        self.invariant(inv, val, p)
+                    continue
+            elif mode == LIST_FAST:
+                if type(val) is list and val:
+                    if 1 < f.max < len(val):
+                        self.error(f"{path}.{f.name}", f"{t.name}.{f.name}: max allowed = {f.max}, but found {len(val)}", "structure", "cardinality")
+                    fast = f.fast
                     for item in val:
                         if item is not None and not fast(item):
                             self._slow_items(val, f, path)
                             break
-                else:
-                    prim = f.primitive is not None
+                    continue
+            elif mode == LIST_COMPLEX:
+                if type(val) is list and val:
+                    if 1 < f.max < len(val):
+                        self.error(f"{path}.{f.name}", f"{t.name}.{f.name}: max allowed = {f.max}, but found {len(val)}", "structure", "cardinality")
+                    tr = f.trule
+                    if tr is None:
+                        tr = f.trule = self.R.type(f.tkey)
+                    stem = path + "." + f.name + "["
+                    post, invs = f.post, f.invariants
                     for i, item in enumerate(val):
-                        if item is None and prim:
-                            continue  # value supplied by the `_key` array (checked there)
-                        self.value(item, f, f"{path}.{f.name}[{i}]")
-            else:
-                fast = f.fast
-                if fast is not None and not f.invariants and fast(val):
+                        p = f"{stem}{i}]"
+                        if type(item) is dict:
+                            self.obj(item, tr, p)
+                            if post:
+                                self._post(item, f, p)
+                            for inv in invs:
+                                self.invariant(inv, item, p)
+                        else:
+                            self.value(item, f, p)
                     continue
-                if type(val) is list or f.max == 0:
-                    self._odd_single(val, f, t, path)
-                    continue
-                self.value(val, f, f"{path}.{f.name}.ofType({f.type})" if f.choice else f"{path}.{f.name}")
+            choices = self._generic(node, key, val, f, t, path, choices)
         if t.is_entry:
             self.entry_url = entry_saved
         if t.kind != "resource" and (not node or (len(node) == 1 and "id" in node)):
@@ -251,6 +267,50 @@ class Walker:
             t.hook(self, node, path)
         for inv in t.invariants:
             self.invariant(inv, node, path)
+
+    def _generic(self, node: dict, key: str, val: Any, f: Field, t: TypeRule, path: str, choices: set[str] | None) -> set[str] | None:
+        """One field the fast paths do not cover (choices, lists with problems, odd values)."""
+        if f.choice:
+            if choices is None:
+                choices = set()
+            if f.name in choices:
+                self.error(f"{path}.{f.name}", f"only one type of {f.name}[x] may be present", "structure", "choice")
+                return choices
+            choices.add(f.name)
+        if f.is_list:
+            if type(val) is not list or not val:
+                val = self._odd_list(key, val, f, path)
+                if val is None:
+                    return choices
+            if 1 < f.max < len(val):
+                self.error(f"{path}.{f.name}", f"{t.name}.{f.name}: max allowed = {f.max}, but found {len(val)}", "structure", "cardinality")
+            prim = f.primitive is not None
+            for i, item in enumerate(val):
+                if item is None and prim:
+                    continue  # value supplied by the `_key` array (checked there)
+                self.value(item, f, f"{path}.{f.name}[{i}]")
+            return choices
+        fast = f.fast
+        if fast is not None and not f.invariants and fast(val):
+            return choices
+        if type(val) is list or f.max == 0:
+            self._odd_single(val, f, t, path)
+            return choices
+        self.value(val, f, f"{path}.{f.name}.ofType({f.type})" if f.choice else f"{path}.{f.name}")
+        return choices
+
+    def _post(self, item: dict, f: Field, path: str) -> None:
+        """The check after walking a Reference, Coding or CodeableConcept."""
+        post = f.post
+        if post == POST_REFERENCE:
+            self.reference(item, f, path)
+        elif post == POST_CODING:
+            self.coding(item, path)
+            if f.binding is not None and f.strength == "required":
+                self.coding_binding([item], f.binding, path, is_concept=False)
+        elif f.binding is not None and f.strength == "required":
+            codings = item.get("coding")
+            self.coding_binding(codings if type(codings) is list else [], f.binding, path, is_concept=True)
 
     def _odd_key(self, node: dict, key: str, val: Any, t: TypeRule, path: str) -> None:
         """A key that is not a field: a primitive's `_key`, resourceType, or an unknown element."""
@@ -297,17 +357,8 @@ class Walker:
             if t is None:
                 t = f.trule = self.R.type(f.tkey)
             self.obj(item, t, path)
-            post = f.post
-            if post and type(item) is dict:
-                if post == POST_REFERENCE:
-                    self.reference(item, f, path)
-                elif post == POST_CODING:
-                    self.coding(item, path)
-                    if f.binding is not None and f.strength == "required":
-                        self.coding_binding([item], f.binding, path, is_concept=False)
-                elif f.binding is not None and f.strength == "required":
-                    codings = item.get("coding")
-                    self.coding_binding(codings if type(codings) is list else [], f.binding, path, is_concept=True)
+            if f.post and type(item) is dict:
+                self._post(item, f, path)
         elif kind == RESOURCE:
             self.resource(item, path, contained=f.name == "contained")
         else:

@@ -35,6 +35,8 @@ def validate(resource: Any, profile: str | None = None, *, context: ValidationCo
 
 def _profiles(resource: dict, profile: str | None, walker: Walker, reg: Any, issues: list[dict]) -> None:
     """Layer 2: every resource claiming a carebridge profile, plus the one asked for."""
+    if profile is None and not any(isinstance(r.get("meta"), dict) and r["meta"].get("profile") for r, _ in walker.resources):
+        return
     checker = ProfileChecker(reg, walker.resolve, issues)
     checked: set[tuple[int, str]] = set()
     for res, path in walker.resources:

@@ -63,6 +63,8 @@ class Primitive:
 PRIMITIVE, RESOURCE, EXTENSION, COMPLEX = 0, 1, 2, 3
 #: Field.post values: the extra check after walking a complex value.
 POST_NONE, POST_REFERENCE, POST_CODING, POST_CONCEPT = 0, 1, 2, 3
+#: TypeRule.dispatch modes: the walker's fast paths (anything unusual takes GENERIC).
+SINGLE_FAST, LIST_FAST, SINGLE_COMPLEX, LIST_COMPLEX, GENERIC = 0, 1, 2, 3, 9
 
 _INT_MIN, _INT_MAX = -2147483648, 2147483647
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
@@ -142,6 +144,19 @@ class TypeRule:
     is_entry: bool = False
     #: (element name, min, the JSON keys that carry it) of each required element.
     required_keys: tuple[tuple[str, int, tuple[str, ...]], ...] = ()
+    #: JSON key -> (walker mode, Field).
+    dispatch: dict[str, tuple[int, Field]] = field(default_factory=dict)
+
+
+def _mode(f: Field) -> int:
+    """The walker's fast path for a field (see the *_FAST / *_COMPLEX constants)."""
+    if f.choice or f.max == 0:
+        return GENERIC
+    if f.fast is not None and not f.invariants:
+        return LIST_FAST if f.is_list else SINGLE_FAST
+    if f.kind == COMPLEX:
+        return LIST_COMPLEX if f.is_list else SINGLE_COMPLEX
+    return GENERIC
 
 
 @dataclass
@@ -242,7 +257,8 @@ class Rules:
         from adapter.compliance.extras import TYPE_HOOKS
 
         return TypeRule(name, spec["kind"], bool(spec.get("abstract")), fields, tuple(required), names, invariants, spec.get("base"),
-                        hook=TYPE_HOOKS.get(name), is_entry=name == "Bundle.entry", required_keys=required_keys)
+                        hook=TYPE_HOOKS.get(name), is_entry=name == "Bundle.entry", required_keys=required_keys,
+                        dispatch={k: (_mode(f), f) for k, f in fields.items()})
 
     # terminology ---------------------------------------------------------------
     def valueset(self, url: str) -> dict[str, frozenset] | None:

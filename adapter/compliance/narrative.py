@@ -27,7 +27,7 @@ ALLOWED_ATTRIBUTES = frozenset(
 )
 _START_TAG = re.compile(r"<([A-Za-z_][\w:.\-]*)((?:\s+[^\s=/>]+\s*=\s*(?:\"[^\"]*\"|'[^']*'))*)\s*/?>")
 _ATTR_NAME = re.compile(r"""\s+([^\s=/>]+)\s*=\s*(?:"[^"]*"|'[^']*')""")
-_ANY_TAG = re.compile(r"<[^>]*>")
+_TEXT = re.compile(r">[^<]*?[^\s<]")  # some non-whitespace character data between tags
 _ROOT = re.compile(r"\s*<div\b([^>]*)>")
 _XMLNS = re.compile(r"""\sxmlns\s*=\s*["']http://www\.w3\.org/1999/xhtml["']""")
 
@@ -48,17 +48,16 @@ def problems(div: str) -> tuple[tuple[str, str], ...]:
         found.append(("txt-1", "the narrative root element must be <div>"))
     elif not _XMLNS.search(root.group(1)):
         found.append(("txt-1", "the narrative <div> must be in the XHTML namespace"))
-    bad_elements, bad_attributes = set(), set()
-    for name, attrs in _START_TAG.findall(div):
-        if name.split(":")[-1] not in ALLOWED_ELEMENTS:
-            bad_elements.add(name)
-        if attrs:
-            for attr in _ATTR_NAME.findall(attrs):
-                if attr not in ALLOWED_ATTRIBUTES and not attr.startswith("xmlns:"):
-                    bad_attributes.add(f"{attr} on <{name}>")
-    found += [("txt-1", f"element <{e}> is not allowed in narrative") for e in sorted(bad_elements)]
-    found += [("txt-1", f"attribute {a} is not allowed in narrative") for a in sorted(bad_attributes)]
-    if "<img" not in div and not _ANY_TAG.sub("", div).strip():
+    tags = _START_TAG.findall(div)
+    names = {name for name, _ in tags}
+    if not names <= ALLOWED_ELEMENTS:
+        bad = sorted(n for n in names if n.split(":")[-1] not in ALLOWED_ELEMENTS)
+        found += [("txt-1", f"element <{e}> is not allowed in narrative") for e in bad]
+    attrs = set(_ATTR_NAME.findall(" ".join(a for _, a in tags if a)))
+    if not attrs <= ALLOWED_ATTRIBUTES:
+        bad = sorted(a for a in attrs if a not in ALLOWED_ATTRIBUTES and not a.startswith("xmlns:"))
+        found += [("txt-1", f"attribute '{a}' is not allowed in narrative") for a in bad]
+    if "<img" not in div and _TEXT.search(div) is None:
         found.append(("txt-2", "the narrative has no non-whitespace content"))
     return tuple(found)
 
