@@ -11,8 +11,10 @@ failures with exponential backoff and full jitter (or the server's ``Retry-After
 from __future__ import annotations
 
 import json
+import random
 import threading
 import time
+from types import SimpleNamespace
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -73,6 +75,9 @@ class Gateway:
         self.limiter = RateLimiter(s.rate_limit, s.rate_burst)
         self._stop = threading.Event()
         self._sleep = sleep if sleep is not None else self._interruptible_sleep
+        self._latency: dict[str, Any] = {}  # interaction -> histogram child (label lookups cost)
+        self._requests: dict[tuple[str, str], Any] = {}
+        self._open_reported = False
         self.capability: dict[str, Any] | None = None
 
     def _interruptible_sleep(self, seconds: float) -> None:
@@ -127,8 +132,8 @@ class Gateway:
         return tenacity.wait_random_exponential(multiplier=self.settings.backoff_initial,
                                                 max=self.settings.backoff_max)(state)
 
-    def _stop_round(self, rnd: Round) -> Callable[[tenacity.RetryCallState], bool]:
-        def stop(state: tenacity.RetryCallState) -> bool:
+    def _stop_round(self, rnd: Round) -> Callable[[Any], bool]:
+        def stop(state: Any) -> bool:
             exc = state.outcome.exception() if state.outcome else None
             if isinstance(exc, DeliveryError) and (exc.retry_after or 0) > self.settings.retry_after_max:
                 return True
@@ -142,17 +147,29 @@ class Gateway:
 
         ``check`` may raise Transient for a 2xx answer that is unusable (e.g. truncated): it is retried too.
         """
+        if rnd.attempts == 0:  # the common case: the first try of the round succeeds, no retry machinery needed
+            try:
+                return self._once(rnd, method, url, interaction, check, **kwargs)
+            except Transient as first:
+                if self._stop_round(rnd)(_failed_state(first, self._first_wait(first))):
+                    raise
+                self._sleep(self._first_wait(first))
         retrying = tenacity.Retrying(
             retry=tenacity.retry_if_exception_type(Transient), wait=self._wait, stop=self._stop_round(rnd),
             sleep=self._sleep, reraise=True)
         return retrying(self._once, rnd, method, url, interaction, check, **kwargs)
+
+    def _first_wait(self, exc: DeliveryError) -> float:
+        """The wait after a round's first failure: its Retry-After, else the first backoff step."""
+        if exc.retry_after is not None:
+            return exc.retry_after
+        return random.uniform(0, min(self.settings.backoff_max, self.settings.backoff_initial * 2))
 
     def _once(self, rnd: Round, method: str, url: str, interaction: str,
               check: Callable[[httpx.Response], Any] | None, **kwargs: Any) -> httpx.Response:
         if self._stop.is_set():
             raise Interrupted(f"{method} {url or '/'} not sent: shutting down")
         self.breaker.before_request()
-        metrics.CIRCUIT_OPEN.labels(self.base_url).set(0)
         self.limiter.acquire(self._sleep)
         rnd.attempts += 1
         started = time.monotonic()
@@ -162,16 +179,20 @@ class Gateway:
             self._failed(interaction, "network")
             raise Transient(f"{method} {url or '/'}: {type(exc).__name__}: {exc}".rstrip(": ")) from None
         finally:
-            metrics.LATENCY.labels(self.base_url, interaction).observe(time.monotonic() - started)
+            latency = self._latency.get(interaction) or self._latency.setdefault(
+                interaction, metrics.LATENCY.labels(self.base_url, interaction))
+            latency.observe(time.monotonic() - started)
         rnd.statuses.append(response.status_code)
         if response.status_code < 400 or response.status_code == 412:
             self.breaker.on_success()
-            metrics.REQUESTS.labels(self.base_url, interaction, str(response.status_code)).inc()
+            if self._open_reported:
+                self._circuit(False)
+            self._count(interaction, str(response.status_code))
             if check is not None and response.status_code < 300:
                 check(response)
             return response
         error = error_for(response, f"{method} {url or '/'}")
-        metrics.REQUESTS.labels(self.base_url, interaction, str(response.status_code)).inc()
+        self._count(interaction, str(response.status_code))
         if isinstance(error, Transient):
             if error.retry_after is not None:
                 self.limiter.pause(min(error.retry_after, self.settings.retry_after_max))
@@ -183,12 +204,23 @@ class Gateway:
         self.breaker.on_no_verdict()
         return response
 
+    def _count(self, interaction: str, result: str) -> None:
+        counter = self._requests.get((interaction, result))
+        if counter is None:
+            counter = self._requests.setdefault((interaction, result),
+                                                metrics.REQUESTS.labels(self.base_url, interaction, result))
+        counter.inc()
+
+    def _circuit(self, open_: bool) -> None:
+        self._open_reported = open_
+        metrics.CIRCUIT_OPEN.labels(self.base_url).set(1 if open_ else 0)
+
     def _failed(self, interaction: str, result: str | None) -> None:
         if result:
-            metrics.REQUESTS.labels(self.base_url, interaction, result).inc()
+            self._count(interaction, result)
         self.breaker.on_failure()
         if self.breaker.is_open:
-            metrics.CIRCUIT_OPEN.labels(self.base_url).set(1)
+            self._circuit(True)
             log.warning("circuit opened", extra={"destination": self.base_url,
                                                  "cooldown_s": self.settings.breaker_cooldown})
 
@@ -198,11 +230,11 @@ class Gateway:
 
     # --- deliveries -------------------------------------------------------------------
 
-    def deliver(self, kind: str, payload: dict[str, Any], correlation_id: str, rnd: Round | None = None,
+    def deliver(self, kind: str, payload: dict[str, Any] | None, correlation_id: str, rnd: Round | None = None,
                 raw: str | None = None) -> Delivered:
         """Deliver one payload (``transaction`` Bundle or ``update`` resource) in one round.
 
-        ``raw``: the payload's JSON text as stored, sent as it is (saves encoding it again).
+        ``raw``: the payload's JSON text as stored, sent as it is (a transaction then needs no ``payload``).
         """
         rnd = rnd or self.new_round()
         headers = {"X-Request-ID": correlation_id, "X-Correlation-ID": correlation_id}
@@ -211,17 +243,20 @@ class Gateway:
         if kind == "update":
             from adapter.gateway.update import apply_update
 
-            return apply_update(self, rnd, payload, headers)
+            return apply_update(self, rnd, payload if payload is not None else json.loads(raw or "{}"), headers)
         raise Permanent(f"unknown payload kind {kind!r}")
 
-    def _transaction(self, rnd: Round, bundle: dict[str, Any], headers: dict[str, str], raw: str | None) -> Delivered:
-        expected = len(bundle.get("entry") or [])
+    def _transaction(self, rnd: Round, bundle: dict[str, Any] | None, headers: dict[str, str],
+                     raw: str | None) -> Delivered:
+        expected = len(bundle.get("entry") or []) if bundle is not None else None
         body = raw.encode() if raw is not None else json.dumps(bundle, ensure_ascii=False).encode()
-        response = self.request(rnd, "POST", "", "transaction", check=lambda r: _transaction_response(r, expected),
+        parsed: list[dict[str, Any]] = []  # the checked answer, parsed once
+        response = self.request(rnd, "POST", "", "transaction",
+                                check=lambda r: parsed.append(_transaction_response(r, expected)),
                                 content=body, headers={**headers, "Content-Type": FHIR_JSON})
         if response.status_code >= 300:
             raise error_for(response, "POST transaction")
-        entries = response.json()["entry"]
+        entries = parsed[-1]["entry"]
         statuses = [_entry_status(e) for e in entries]
         failed = [s for s in statuses if not 200 <= s < 300]
         if failed:
@@ -233,6 +268,11 @@ class Gateway:
         return Delivered(response.status_code, summary, rnd.attempts)
 
 
+def _failed_state(exc: BaseException, upcoming_sleep: float) -> Any:
+    """Just enough of a tenacity RetryCallState for the round's stop rule, after a first failure."""
+    return SimpleNamespace(outcome=SimpleNamespace(exception=lambda: exc), upcoming_sleep=upcoming_sleep)
+
+
 def _entry_status(entry: dict[str, Any]) -> int:
     """The HTTP status of a transaction-response entry ("201 Created" or "201")."""
     try:
@@ -241,16 +281,22 @@ def _entry_status(entry: dict[str, Any]) -> int:
         return 0
 
 
-def _transaction_response(response: httpx.Response, expected: int) -> None:
-    """Raise Transient unless a 2xx answer is a complete transaction-response (safe to send again: all conditional)."""
+def _transaction_response(response: httpx.Response, expected: int | None) -> dict[str, Any]:
+    """The parsed transaction-response; Transient unless complete (safe to send again: all conditional).
+
+    ``expected``: the number of entries sent, when known.
+    """
     try:
-        answer = response.json()
+        answer = json.loads(response.content)
     except ValueError:
         raise Transient("POST transaction: the answer is not JSON (truncated?)", status=response.status_code) from None
-    if not isinstance(answer, dict) or answer.get("type") != "transaction-response" \
-            or len(answer.get("entry") or []) != expected:
+    entries = answer.get("entry") if isinstance(answer, dict) else None
+    if not isinstance(entries, list) or answer.get("type") != "transaction-response" \
+            or (expected is not None and len(entries) != expected) \
+            or not all(isinstance(e, dict) and (e.get("response") or {}).get("status") for e in entries):
         raise Transient("POST transaction: the answer is not a complete transaction-response",
                         status=response.status_code)
+    return answer
 
 
 __all__ = ["CircuitOpen", "Delivered", "Gateway", "Permanent", "Round", "Transient", "UnsuitableServer"]

@@ -66,7 +66,7 @@ messages = Table(
     Column("created_at", UtcDateTime, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
     UniqueConstraint("destination", "person_key", "seq", name="uq_outbox_person_seq"),
-    Index("ix_outbox_due", "status", "destination", "next_attempt_at"),
+    Index("ix_outbox_due", "status", "destination", "next_attempt_at", "id"),
 )
 
 #: The server's (or the validator's) answer for every message that could not be delivered.

@@ -12,11 +12,14 @@ on SQLite every write transaction is ``BEGIN IMMEDIATE``, which serialises claim
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import json
 import os
+import threading
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Iterable
 
@@ -77,6 +80,8 @@ def _statements() -> dict[str, Any]:
 
 
 _SQL = _statements()
+#: One writer lock per SQLite database in this process.
+_SQLITE_WRITERS: dict[str, threading.Lock] = {}
 
 
 def utcnow() -> dt.datetime:
@@ -162,6 +167,16 @@ class Outbox:
         self.engine = engine
         self.settings = settings_ or DeliverySettings()
         self._secret: str | None = None
+        # SQLite has one writer at a time; threads of this process queue here rather than in SQLite's
+        # busy handler (which sleeps in steps of milliseconds). PostgreSQL needs no such lock.
+        self._writer = _SQLITE_WRITERS.setdefault(str(engine.url), threading.Lock()) \
+            if engine.dialect.name == "sqlite" else contextlib.nullcontext()
+
+    @contextlib.contextmanager
+    def _tx(self) -> Iterator[Connection]:
+        """A write transaction (on SQLite: one writer thread of this process at a time)."""
+        with self._writer, self.engine.begin() as conn:
+            yield conn
 
     @classmethod
     def open(cls, url: str, settings_: DeliverySettings | None = None, *, migrate: bool = True,
@@ -217,7 +232,7 @@ class Outbox:
         status = PENDING if prepared.ok else REJECTED
         for _attempt in range(20):  # a concurrent enqueue for the same person may take our seq: retry
             try:
-                with self.engine.begin() as conn:
+                with self._tx() as conn:
                     message_id = self._insert(conn, prepared, destination, subject, key, status, source)
                     if not prepared.ok:
                         self._record_rejection(conn, message_id, prepared, destination, subject, key, actor)
@@ -234,7 +249,7 @@ class Outbox:
         keys = [self.key_of(s) for s in subjects]
         for _attempt in range(20):
             try:
-                with self.engine.begin() as conn:
+                with self._tx() as conn:
                     last = dict(conn.execute(select(messages.c.person_key, func.max(messages.c.seq)).where(
                         messages.c.destination == destination, messages.c.person_key.in_(set(keys))).group_by(
                         messages.c.person_key)).all())
@@ -304,7 +319,7 @@ class Outbox:
         if only is not None:
             name, params["only"] = "claim_only", list(only)
         query = _SQL[name + ("_pg" if self.postgres else "")]
-        with self.engine.begin() as conn:
+        with self._tx() as conn:
             ids = [row[0] for row in conn.execute(query, params)]
             if not ids:
                 return []
@@ -319,7 +334,7 @@ class Outbox:
         if not ids:
             return 0
         expires = utcnow() + dt.timedelta(seconds=self.settings.lease_seconds)
-        with self.engine.begin() as conn:
+        with self._tx() as conn:
             return conn.execute(_SQL["renew"], {"ids": ids, "owner": owner, "expires": expires}).rowcount
 
     # --- recording outcomes ---------------------------------------------------------------
@@ -334,7 +349,7 @@ class Outbox:
         now = utcnow()
         ids = [r.message.id for r in results]
         held_query = _SQL["held"].with_for_update() if self.postgres else _SQL["held"]
-        with self.engine.begin() as conn:
+        with self._tx() as conn:
             held = {row[0] for row in conn.execute(held_query, {"ids": ids, "owner": owner})}
             delivered, events = [], []
             for r in results:
@@ -428,7 +443,7 @@ class Outbox:
         now = utcnow()
         for _attempt in range(20):
             try:
-                with self.engine.begin() as conn:
+                with self._tx() as conn:
                     msg = self._get(conn, message_id, for_update=True)
                     if msg.status not in REPLAYABLE:
                         raise NotReplayable(f"message {message_id} is {msg.status}; only {', '.join(REPLAYABLE)} "
@@ -462,7 +477,7 @@ class Outbox:
     def discard(self, message_id: int, *, actor: str, reason: str | None = None) -> None:
         """Give up on a dead or rejected message for good; releases its hold on the person's queue."""
         now = utcnow()
-        with self.engine.begin() as conn:
+        with self._tx() as conn:
             msg = self._get(conn, message_id, for_update=True)
             if msg.status not in (DEAD, REJECTED):
                 raise NotReplayable(f"message {message_id} is {msg.status}; only dead or rejected messages can be discarded")

@@ -18,6 +18,7 @@ import os
 import queue
 import random
 import socket
+import sys
 import threading
 import time
 import uuid
@@ -34,6 +35,10 @@ log = get_logger("worker")
 
 #: A message whose lease was lost before its outcome could be recorded (another worker has it).
 LOST = "lease-lost"
+#: Seconds the recorder waits for more outcomes to commit together.
+RECORD_LINGER = 0.005
+#: The interpreter's thread switch interval while a worker runs (seconds; Python's default is 0.005).
+SWITCH_INTERVAL = 0.001
 
 
 @dataclass
@@ -69,11 +74,12 @@ class Worker:
         self.concurrency = max(1, concurrency)
         self.owner = owner or worker_id()
         self.poll = poll
-        self.batch = batch or 2 * self.concurrency  # claimed and not yet recorded, at most
+        self.batch = batch or max(16, 4 * self.concurrency)  # claimed and not yet recorded, at most
         self.on_outcome = on_outcome
         self.report = Report()
         self._stop = threading.Event()
         self._progress = threading.Event()
+        self._idle = threading.Event()  # the claimer found nothing to take with nothing claimed
         self._lock = threading.Lock()
         self._claimed: set[int] = set()
         self._work: queue.Queue[Message] = queue.Queue()
@@ -97,6 +103,8 @@ class Worker:
         helpers = [threading.Thread(target=self._claim_loop, args=(only_ids,), name="claimer", daemon=True),
                    threading.Thread(target=self._heartbeat, name="lease-heartbeat", daemon=True)]
         recorder = threading.Thread(target=self._record_loop, name="recorder", daemon=True)
+        switch = sys.getswitchinterval()
+        sys.setswitchinterval(min(switch, SWITCH_INTERVAL))  # senders wait less for the GIL
         for t in [*senders, *helpers, recorder]:
             t.start()
         try:
@@ -113,10 +121,13 @@ class Worker:
             for t in senders:
                 t.join()
             recorder.join()
+            sys.setswitchinterval(switch)
         return self.report
 
     def _finished(self, only: set[int] | None) -> bool:
         """Nothing claimed here, and nothing due or leased elsewhere (``only``: nothing that can move now)."""
+        if not self._idle.is_set():  # the claimer is busy: no need to ask the database
+            return False
         with self._lock:
             if self._claimed:
                 return False
@@ -136,6 +147,9 @@ class Worker:
                 continue
             with self._lock:
                 room = self.batch - len(self._claimed)
+            # Refill in chunks (fewer, larger claims) unless the senders are about to run dry.
+            if room < max(1, self.batch // 2) and self._work.qsize() >= self.concurrency:
+                room = 0
             claimed: list[Message] = []
             if room > 0:
                 try:
@@ -145,12 +159,16 @@ class Worker:
                     self._stop.wait(1.0)
                     continue
             if claimed:
+                self._idle.clear()
                 with self._lock:
                     self._claimed.update(m.id for m in claimed)
                 for m in claimed:
                     self._work.put(m)
                 idle = self.poll
                 continue
+            with self._lock:
+                if room > 0 and not self._claimed:
+                    self._idle.set()
             # Nothing to take (or no room): wait for a recorded outcome, or poll for new and due messages.
             self._progress.wait(idle * random.uniform(0.5, 1.0) if room > 0 else 1.0)
             self._progress.clear()
@@ -178,9 +196,12 @@ class Worker:
                         return
                     senders_done = not any(t.name.startswith("sender-") and t.is_alive() for t in threading.enumerate())
                 continue
+            # Linger a moment so one transaction records several outcomes.
+            deadline = time.monotonic() + RECORD_LINGER
             while len(batch) < 500:
+                wait = deadline - time.monotonic()
                 try:
-                    batch.append(self._results.get_nowait())
+                    batch.append(self._results.get(timeout=wait) if wait > 0 else self._results.get_nowait())
                 except queue.Empty:
                     break
             self._record(batch)
@@ -241,8 +262,8 @@ class Worker:
         with correlation(message.correlation_id, message_id=message.id):
             rnd = self.gateway.new_round()
             try:
-                if isinstance(self.gateway, Gateway):  # sends the stored JSON text as it is
-                    delivered = self.gateway.deliver(message.kind, message.payload, message.correlation_id, rnd,
+                if isinstance(self.gateway, Gateway):  # sends the stored JSON text as it is, unparsed
+                    delivered = self.gateway.deliver(message.kind, None, message.correlation_id, rnd,
                                                      raw=message.payload_text)
                 else:  # any object with the same deliver() (e.g. adapter.inbound.municipal.MunicipalGateway)
                     delivered = self.gateway.deliver(message.kind, message.payload, message.correlation_id, rnd)
