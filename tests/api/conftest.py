@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from adapter.api import principal as scopes
-from adapter.api.settings import ApiSettings, Issuer, Limits, MunicipalDelivery
+from adapter.api.settings import ApiSettings, Issuer, Limits
 from tests.api.issuer import JwksServer, LocalIssuer
 
 #: Organisations of the fixtures: Haninge kommun (fixtures/decision/hemtjanst-timmar.json) and others.
