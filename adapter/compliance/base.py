@@ -31,7 +31,6 @@ _INT_MIN, _INT_MAX = -2147483648, 2147483647
 _DATE_TYPES = frozenset({"date", "dateTime", "instant"})
 _URI_TYPES = frozenset({"uri", "url", "canonical", "oid", "uuid"})
 _STRING_TYPES = frozenset({"string", "markdown"})
-_LOCAL_ROOTS = ("contained",)
 
 
 class BundleScope:
@@ -392,7 +391,7 @@ class Walker:
                 return
             if tname == "base64Binary":
                 if not extras.base64_ok(v):
-                    self.error(path, f"Not a valid base64Binary value", "invalid", "format")
+                    self.error(path, "Not a valid base64Binary value", "invalid", "format")
                 return
             rx = p.regex
             if rx is not None and rx.fullmatch(v) is None:

@@ -364,8 +364,23 @@ def build(pkg: Path) -> dict:
 
 
 def render(doc: dict) -> str:
-    """Stable compact JSON text of the rules document."""
-    return json.dumps(doc, ensure_ascii=False, separators=(",", ":"), sort_keys=True) + "\n"
+    """Stable JSON text of the rules document: compact, one line per type, value set,
+    code system, extension or invariant, so a regenerated file diffs readably."""
+    def dump(value: object) -> str:
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+
+    parts = []
+    for key in sorted(doc):
+        value = doc[key]
+        if isinstance(value, dict) and value and all(isinstance(v, dict) for v in value.values()):
+            body = ",\n".join(f"  {dump(k)}:{dump(v)}" for k, v in sorted(value.items()))
+            parts.append(f"{dump(key)}:{{\n{body}\n}}")
+        elif isinstance(value, list) and value:
+            body = ",\n".join(f"  {dump(v)}" for v in value)
+            parts.append(f"{dump(key)}:[\n{body}\n]")
+        else:
+            parts.append(f"{dump(key)}:{dump(value)}")
+    return "{\n" + ",\n".join(parts) + "\n}\n"
 
 
 def main(argv: list[str] | None = None) -> int:

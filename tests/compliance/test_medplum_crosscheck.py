@@ -14,13 +14,12 @@ from __future__ import annotations
 import importlib
 import json
 import subprocess
-from pathlib import Path
 
 import pytest
 
 from adapter.compliance import has_errors, validate
 from mappings import flows
-from tests.compliance.conftest import HERE, REPO, load
+from tests.compliance.conftest import REPO, load
 from tests.compliance.test_negative_corpus import CASES, context_of
 
 MEDPLUM = REPO / "servers" / "medplum"
