@@ -18,7 +18,7 @@ from adapter.api.errors import ApiError
 from adapter.api.parties import parties_of
 from adapter.api.principal import Principal
 from adapter.api.responses import ERRORS, outcome
-from adapter.api.routes.documents import _status_response
+from adapter.api.routes.documents import status_response
 from adapter.api.schemas import DeadLetters, DocumentStatus
 from adapter.api.services import Services
 
@@ -113,4 +113,4 @@ def replay(request: Request, message_id: int = Path(ge=1, le=2**62),
         raise ApiError(409, str(exc), code="conflict") from None
     if accepted.status == "refused":
         raise ApiError(422, f"the edited document failed validation: {accepted.problem}", outcome=accepted.outcome)
-    return _status_response(svc, message_id, 202)
+    return status_response(svc, message_id, 202)

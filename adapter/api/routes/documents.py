@@ -24,7 +24,6 @@ from adapter.api.services import Services
 router = APIRouter(tags=["documents"])
 
 
-
 @router.post(
     "/documents/{flow}",
     summary="Submit a document (canonical JSON, municipal XML, RIV XML or FHIR Bundle, by Content-Type)",
@@ -66,7 +65,7 @@ def submit(request: Request, flow: str = Path(description="the document's flow (
     store.remember_document(svc.engine, accepted.message_id, flow=flow, submitter=principal.organisation,
                             submitted_by=principal.actor, parties=parties, outcome=prepared.outcome)
     access.message_id = accepted.message_id
-    return _status_response(svc, accepted.message_id, 202 if prepared.ok else 422)
+    return status_response(svc, accepted.message_id, 202 if prepared.ok else 422)
 
 
 @router.get("/documents/{message_id}", summary="A document's status with its OperationOutcome",
@@ -87,10 +86,11 @@ def status(request: Request, message_id: int = Path(ge=1, le=2**62), principal: 
     row = store.document(svc.engine, message_id)
     parties, submitter = parties_for(message, row)
     require_reader(request, principal, parties, submitter)
-    return _status_response(svc, message_id, 200)
+    return status_response(svc, message_id, 200)
 
 
-def _status_response(svc: Services, message_id: int, code: int) -> JSONResponse:
+def status_response(svc: Services, message_id: int, code: int) -> JSONResponse:
+    """The DocumentStatus of a message as a JSON answer with its Location."""
     message = svc.outbox.get(message_id)
     row = store.document(svc.engine, message_id)
     body = status_of(message, row, dead_letter_of(svc, message_id), row.outcome if row else None)
