@@ -88,20 +88,42 @@ def fast_check(p: "Primitive", codes: frozenset | None) -> Callable[[Any], bool]
         return lambda v: type(v) is int and 0 <= v <= _INT_MAX
     if name == "decimal":
         return lambda v: type(v) is float or type(v) is int
+    # str.isprintable() is false for every control character: only the rare string with a
+    # newline, tab or non-printable character needs the regex.
     if name == "string":
-        return lambda v: type(v) is str and v != "" and control(v) is None
+        return lambda v: type(v) is str and v != "" and (v.isprintable() or control(v) is None)
     if name == "markdown":
-        return lambda v: type(v) is str and v != "" and "<" not in v and control(v) is None
+        return lambda v: type(v) is str and v != "" and "<" not in v and (v.isprintable() or control(v) is None)
     if p.regex is None:
         return None
     rx = p.regex.fullmatch
     if codes is not None:
         return lambda v: type(v) is str and v in codes
+    if name == "code":
+        return _memo_code(rx)
     if name in _DATES:
         return lambda v: type(v) is str and rx(v) is not None and (len(v) < 10 or v[8:10] <= "28")
-    if name in _URIS:
-        return lambda v: type(v) is str and v != "" and v[0] != "#" and v[:4] != "urn:" and "example" not in v and "acme." not in v and rx(v) is not None
+    if name in ("uri", "url", "canonical"):  # \S*: no space, and isprintable() rules out the other ASCII whitespace
+        return lambda v: type(v) is str and v != "" and v[0] != "#" and v[:4] != "urn:" and " " not in v and v.isprintable() and "example" not in v and "acme." not in v
     return lambda v: type(v) is str and rx(v) is not None
+
+
+def _memo_code(rx: Callable) -> Callable[[Any], bool]:
+    """A `code` check remembering valid codes (a code's vocabulary is small; bounded anyway)."""
+    seen: set[str] = set()
+
+    def check(v: Any) -> bool:
+        if type(v) is not str:
+            return False
+        if v in seen:
+            return True
+        if rx(v) is None:
+            return False
+        if len(seen) > 50000:
+            seen.clear()
+        seen.add(v)
+        return True
+    return check
 
 
 @dataclass(slots=True)
