@@ -148,11 +148,16 @@ class BundleIndex:
 
 
 def patient(person: Person) -> tuple[Resource, str]:
-    """A Patient for the person, and its ifNoneExist."""
+    """A Patient for the person, and its ifNoneExist.
+
+    For a person with skyddad folkbokföring no address or contact data leaves: the Patient
+    carries the security label and the name only (the one deliberate loss of the round trip).
+    """
     system = identifiers.person_identifier_system(person.personnummer)
     res: Resource = {"resourceType": "Patient", "identifier": [identifier(system, person.personnummer)]}
     if person.skyddad_folkbokforing:
-        res["meta"] = {"security": [{"system": systems.CS_SECURITY_LABEL_SE, "code": "skyddadFolkbokforing"}]}
+        res["meta"] = {"security": [{"system": systems.CS_SECURITY_LABEL_SE, "code": systems.SECURITY_SKYDDAD_FOLKBOKFORING}]}
+        person = person.model_copy(update={"address": None, "phone": None})
     name: dict[str, Any] = {}
     if person.family_name:
         name["family"] = person.family_name
@@ -192,7 +197,7 @@ def person_from(resource: Resource) -> Person:
         personnummer=pnr,
         given_name=(name.get("given") or [None])[0],
         family_name=name.get("family"),
-        skyddad_folkbokforing=any(s.get("code") == "skyddadFolkbokforing" for s in security),
+        skyddad_folkbokforing=any(s.get("code") == systems.SECURITY_SKYDDAD_FOLKBOKFORING for s in security),
         phone=telecom,
         address=Address(line=addr["line"][0], postal_code=addr.get("postalCode"), city=addr.get("city")) if addr else None,
     )

@@ -1,6 +1,7 @@
 """Property: canonical decision → FHIR → canonical decision is exact, and so is → XML → back.
 
-What is lossy, precisely: nothing in the canonical model. Carriage returns in free text
+What is lossy, precisely: for a person with skyddad folkbokföring, address and phone never
+leave (they are stripped from the Patient); nothing else in the canonical model is lost. Carriage returns in free text
 would become line feeds in municipal XML (XML normalises line ends), so the strategies
 generate no control characters; FHIR strings forbid most of them anyway.
 """
@@ -75,7 +76,10 @@ def decisions(draw) -> CareDecision:
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(decisions())
 def test_fhir_round_trip_is_exact(d: CareDecision) -> None:
-    assert decision.from_fhir(decision.to_fhir(d)) == d
+    expected = d
+    if d.person.skyddad_folkbokforing:
+        expected = d.model_copy(update={"person": d.person.model_copy(update={"address": None, "phone": None})})
+    assert decision.from_fhir(decision.to_fhir(d)) == expected
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])

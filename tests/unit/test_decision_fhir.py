@@ -137,3 +137,11 @@ def test_inconsistent_decisions_are_refused(change: dict, message: str) -> None:
     raw.update(change)
     with pytest.raises(ValueError, match=message):
         CareDecision.model_validate(raw)
+
+
+def test_skyddad_folkbokforing_strips_address_and_phone() -> None:
+    d = load("dagverksamhet-skyddad.json")
+    d = d.model_copy(update={"person": d.person.model_copy(update={"phone": "+46700000000", "address": {"line": "Hemlig väg 1"}})})
+    patient = of_type(decision.to_fhir(d), "Patient")[0]
+    assert "address" not in patient and "telecom" not in patient
+    assert decision.from_fhir(decision.to_fhir(d)).person.address is None
