@@ -337,6 +337,16 @@ def rehab_plans(draw) -> RehabPlan:
     )
 
 
+# --- What comes back ---------------------------------------------------------------------------
+
+
+def without_protected_contact_data(document):
+    """The document as it comes back from FHIR: a person with skyddad folkbokföring has no address or phone there."""
+    if not document.person.skyddad_folkbokforing:
+        return document
+    return document.model_copy(update={"person": document.person.model_copy(update={"address": None, "phone": None})})
+
+
 # --- A Bundle as a server gives it back ------------------------------------------------------
 
 

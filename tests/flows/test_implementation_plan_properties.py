@@ -1,6 +1,7 @@
 """Property: genomförandeplan → FHIR → genomförandeplan is exact; so is → municipal XML → back.
 
-What is lossy, precisely: nothing of the canonical model. Date-times keep their UTC offset (the
+What is lossy, precisely: for a person with skyddad folkbokföring, address and phone never leave
+(mappings.fhir.patient strips them from the Patient); nothing else of the canonical model is lost. Date-times keep their UTC offset (the
 JSON of the decoded model is compared, not only the instants). Carriage returns in free text
 would become line feeds in municipal XML (XML normalises line ends), so the strategies generate
 no control characters; FHIR strings forbid most of them anyway. In the other direction FHIR
@@ -15,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 
 from mappings import implementation_plan, municipal_xml
 from mappings.models.implementation_plan import ImplementationPlan
-from tests.strategies_plans import as_read_back, implementation_plans
+from tests.strategies_plans import as_read_back, implementation_plans, without_protected_contact_data
 
 SETTINGS = settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
@@ -24,15 +25,16 @@ SETTINGS = settings(max_examples=250, deadline=None, suppress_health_check=[Heal
 @given(implementation_plans())
 def test_fhir_round_trip_is_exact(plan: ImplementationPlan) -> None:
     back = implementation_plan.from_fhir(implementation_plan.to_fhir(plan))
-    assert back == plan
-    assert back.model_dump_json() == plan.model_dump_json()
+    expected = without_protected_contact_data(plan)
+    assert back == expected
+    assert back.model_dump_json() == expected.model_dump_json()
 
 
 @SETTINGS
 @given(implementation_plans())
 def test_fhir_round_trip_through_a_server_shaped_bundle_is_exact(plan: ImplementationPlan) -> None:
     back = implementation_plan.from_fhir(as_read_back(implementation_plan.to_fhir(plan), seed=len(plan.deliveries)))
-    assert back.model_dump_json() == plan.model_dump_json()
+    assert back.model_dump_json() == without_protected_contact_data(plan).model_dump_json()
 
 
 @SETTINGS
