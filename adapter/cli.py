@@ -52,6 +52,9 @@ def main(argv: list[str] | None = None) -> int:
         return int(module.run(args) or 0)
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # e.g. `carebridge validate ... | head`
+        sys.stderr.close()
+        return 141
 
 
 if __name__ == "__main__":  # pragma: no cover

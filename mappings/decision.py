@@ -18,6 +18,7 @@ from typing import Any
 
 from mappings import systems, terminology
 from mappings import fhir as f
+from mappings.models.common import SharingConsent
 from mappings.models.decision import CareDecision, Goal, HoursVolume, Insats, VisitsVolume
 
 Bundle = dict[str, Any]
@@ -56,6 +57,7 @@ def to_fhir(decision: CareDecision) -> Bundle:
     entries.append(f.post_entry(practitioner_url, practitioner, practitioner_cond))
     handlaggare = f.ref(practitioner_url, d.handlaggare.name)
 
+    consent_url = _consent_entry(d, entries, patient_url, municipality, org_ref) if d.samtycke else None
     request_urls, goal_urls, task_urls = [], [], []
     for insats in d.insatser:
         performer = org_ref(insats.performer) if insats.performer else None
@@ -65,7 +67,7 @@ def to_fhir(decision: CareDecision) -> Bundle:
             entries.append(entry)
             goals_here.append(url)
         sr_url = f.full_url("ServiceRequest", d.decision_id, insats.insats_id)
-        sr = _service_request(d, insats, kind, patient_url, handlaggare, performer, goals_here)
+        sr = _service_request(d, insats, kind, patient_url, handlaggare, performer, goals_here, consent_url)
         entries.append(f.post_entry(sr_url, sr, "identifier=" + f.search_token(systems.SID_INSATS, _insats_key(d, insats))))
         request_urls.append(sr_url)
         goal_urls.extend(goals_here)
@@ -77,13 +79,13 @@ def to_fhir(decision: CareDecision) -> Bundle:
 
     plan_url = f.full_url("CarePlan", d.decision_id)
     entries.append(
-        f.post_entry(plan_url, _care_plan(d, kind, patient_url, municipality, request_urls, goal_urls), "identifier=" + f.search_token(systems.SID_CAREPLAN, d.decision_id))
+        f.post_entry(plan_url, _care_plan(d, kind, patient_url, municipality, request_urls, goal_urls, consent_url), "identifier=" + f.search_token(systems.SID_CAREPLAN, d.decision_id))
     )
     provenance_key = f"provenance/{d.decision_id}"
     provenance = {
         "resourceType": "Provenance",
         "meta": {"tag": [f.tag_key(provenance_key)]},
-        "target": [f.ref(u) for u in [plan_url, *request_urls, *goal_urls, *task_urls]],
+        "target": [f.ref(u) for u in [plan_url, *request_urls, *goal_urls, *task_urls, *([consent_url] if consent_url else [])]],
         "recorded": f"{d.decision_date.isoformat()}T00:00:00+00:00",
         "activity": {"coding": [{"system": systems.CS_PROVENANCE_ACTIVITY, "code": "CREATE"}]},
         "agent": [
@@ -102,7 +104,16 @@ def _insats_key(d: CareDecision, insats: Insats) -> str:
     return f"{d.decision_id}/{insats.insats_id}"
 
 
-def _service_request(d: CareDecision, insats: Insats, kind: dict, patient_url: str, requester, performer, goal_urls: list[str]) -> dict:
+def _consent_entry(d: CareDecision, entries: list, patient_url: str, municipality: dict, org_ref) -> str:
+    """The person's consent to share the decision with another huvudman."""
+    assert d.samtycke is not None
+    res, cond = f.consent(d.samtycke, patient_url, municipality, [org_ref(o) for o in d.samtycke.recipients], "bistandsbeslut")
+    url = f.full_url("Consent", d.samtycke.consent_id)
+    entries.append(f.post_entry(url, res, cond))
+    return url
+
+
+def _service_request(d: CareDecision, insats: Insats, kind: dict, patient_url: str, requester, performer, goal_urls: list[str], consent_url: str | None) -> dict:
     sr: dict[str, Any] = {
         "resourceType": "ServiceRequest",
         "meta": {"profile": [systems.PROFILE_DECISION_SERVICE_REQUEST]},
@@ -160,6 +171,8 @@ def _service_request(d: CareDecision, insats: Insats, kind: dict, patient_url: s
         sr["performer"] = [performer]
     if insats.purpose:
         sr["reasonCode"] = [{"text": insats.purpose}]
+    if consent_url:
+        sr["supportingInfo"] = [f.ref(consent_url)]
     if d.motivation:
         sr["note"] = [{"text": d.motivation}]
     return sr
@@ -199,7 +212,7 @@ def _task(d: CareDecision, insats: Insats, status: str, sr_url: str, patient_url
     }
 
 
-def _care_plan(d: CareDecision, kind: dict, patient_url: str, author, request_urls: list[str], goal_urls: list[str]) -> dict:
+def _care_plan(d: CareDecision, kind: dict, patient_url: str, author, request_urls: list[str], goal_urls: list[str], consent_url: str | None) -> dict:
     plan: dict[str, Any] = {
         "resourceType": "CarePlan",
         "meta": {"profile": [systems.PROFILE_DECISION_CAREPLAN]},
@@ -215,6 +228,8 @@ def _care_plan(d: CareDecision, kind: dict, patient_url: str, author, request_ur
     plan["period"] = _period(min(starts), None if None in ends else max(ends))  # type: ignore[type-var]
     plan["created"] = d.decision_date.isoformat()
     plan["author"] = author
+    if consent_url:
+        plan["supportingInfo"] = [f.ref(consent_url)]
     if goal_urls:
         plan["goal"] = [f.ref(u) for u in goal_urls]
     plan["activity"] = [{"reference": f.ref(u)} for u in request_urls]
@@ -280,7 +295,14 @@ def _decision(decision_id: str, requests: list[dict], index: f.BundleIndex) -> C
         handlaggare=f.staff_from(handlaggare),
         person=f.person_from(patient),
         insatser=[_insats(decision_id, sr, index) for sr in requests],
+        samtycke=_consent_from(index.resolve((first.get("supportingInfo") or [None])[0]), index),
     )
+
+
+def _consent_from(consent: dict | None, index: f.BundleIndex) -> SharingConsent | None:
+    if consent is None or consent.get("resourceType") != "Consent":
+        return None
+    return f.consent_from(consent, lambda ref: f.organisation_from(_must(index, ref, "Consent.provision.actor")))
 
 
 def _municipality(decision_id: str, index: f.BundleIndex) -> dict:

@@ -8,7 +8,7 @@ from typing import Any, Iterable, Iterator
 from urllib.parse import quote
 
 from mappings import identifiers, systems
-from mappings.models.common import Address, Organisation, Person, Staff
+from mappings.models.common import Address, Organisation, Person, SharingConsent, Staff
 
 Resource = dict[str, Any]
 
@@ -255,4 +255,56 @@ def staff_from(resource: Resource) -> Staff:
         hsa_id=first_identifier(resource, systems.HSA_ID),
         local_id=first_identifier(resource, systems.SID_LOCAL_STAFF),
         title=qual["code"].get("text") if qual else None,
+    )
+
+
+# --- Consent to share a document with another huvudman ---------------------------------
+
+
+def consent(c: SharingConsent, patient_url: str, custodian: dict, recipients: list[dict], information: str, policy: str = "osl-12-2") -> tuple[Resource, str]:
+    """A Consent (profile cb-consent) letting `recipients` receive `information`, and its ifNoneExist."""
+    from mappings import terminology
+
+    ircp = {"coding": [{"system": systems.CS_V3_PARTICIPATION_TYPE, "code": "IRCP", "display": "information recipient"}]}
+    period = {"start": c.given_at.isoformat()}
+    if c.valid_to:
+        period["end"] = c.valid_to.isoformat()
+    purposes = [terminology.row("consent-purpose", p) for p in c.purposes]
+    res: Resource = {
+        "resourceType": "Consent",
+        "meta": {"profile": [systems.PROFILE_CONSENT]},
+        "identifier": [identifier(systems.SID_CONSENT, c.consent_id)],
+        "status": "active",
+        "scope": {"coding": [{"system": systems.CS_CONSENT_SCOPE, "code": "patient-privacy", "display": "Privacy Consent"}]},
+        "category": [{"coding": [{"system": systems.LOINC, "code": "59284-0", "display": "Patient Consent"}]}],
+        "patient": ref(patient_url),
+        "dateTime": c.given_at.isoformat(),
+        "performer": [ref(patient_url)],
+        "organization": [custodian],
+        "policyRule": {"coding": [terminology.coding("consent-policy", policy)]},
+        "provision": {
+            "type": "permit",
+            "period": period,
+            "actor": [{"role": ircp, "reference": r} for r in recipients],
+            "action": [{"coding": [{"system": systems.CS_CONSENT_ACTION, "code": "disclose", "display": "Disclose"}]}],
+            "purpose": [{"system": systems.CS_V3_ACT_REASON, "code": p["v3"], "display": p["display"]} for p in purposes],
+            "code": [{"coding": [terminology.coding("consent-information", information)]}],
+        },
+    }
+    return res, "identifier=" + search_token(systems.SID_CONSENT, c.consent_id)
+
+
+def consent_from(res: Resource, organisation_of) -> SharingConsent:
+    """The SharingConsent a Consent carries; `organisation_of(reference)` resolves each recipient."""
+    from mappings import terminology
+
+    provision = res.get("provision") or {}
+    by_v3 = {row["v3"]: code for code, row in terminology.table("consent-purpose").items()}
+    period = provision.get("period") or {}
+    return SharingConsent(
+        consent_id=first_identifier(res, systems.SID_CONSENT),
+        given_at=res["dateTime"][:10],
+        valid_to=period.get("end"),
+        recipients=[organisation_of(a.get("reference")) for a in provision.get("actor", ())],
+        purposes=[by_v3[p["code"]] for p in provision.get("purpose", ()) if p.get("system") == systems.CS_V3_ACT_REASON],
     )

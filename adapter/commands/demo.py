@@ -21,6 +21,10 @@ from adapter.standin import REPO_ROOT
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--server", metavar="URL", help="use this FHIR base URL instead of starting SEKMET")
     parser.add_argument("--fixtures", metavar="DIR", default=str(REPO_ROOT / "fixtures"), help="fixture root (default: the repo's fixtures/)")
+    parser.add_argument(
+        "--receiver-huvudman", default="region", choices=("kommun", "region", "annan"),
+        help="the huvudman of the receiving server (default: region); a transfer to another huvudman needs consent or a legal basis",
+    )
 
 
 @dataclass
@@ -48,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"carebridge demo: no fixtures under {args.fixtures}", file=sys.stderr)
         return 2
     if args.server:
-        return _report(_run_all(args.server.rstrip("/"), fixtures), args.server)
+        return _report(_run_all(args.server.rstrip("/"), fixtures, args.receiver_huvudman), args.server)
     from adapter.standin import StandinError, start_sekmet
 
     with tempfile.TemporaryDirectory(prefix="carebridge-demo-") as tmp:
@@ -59,17 +63,20 @@ def run(args: argparse.Namespace) -> int:
             return 2
         with server:
             print(f"stand-in regional FHIR server (SEKMET) at {server.base_url}")
-            return _report(_run_all(server.base_url, fixtures), server.base_url)
+            return _report(_run_all(server.base_url, fixtures, args.receiver_huvudman), server.base_url)
 
 
-def _run_all(base_url: str, fixtures: list[Path]) -> list[Outcome]:
+def _run_all(base_url: str, fixtures: list[Path], receiver_huvudman: str) -> list[Outcome]:
     import httpx
 
+    from adapter.compliance import ValidationContext
+
+    context = ValidationContext(receiver_huvudman=receiver_huvudman)
     with httpx.Client(base_url=base_url, timeout=30.0, headers={"Accept": "application/fhir+json"}) as client:
-        return [_run_one(client, path) for path in fixtures]
+        return [_run_one(client, path, context) for path in fixtures]
 
 
-def _run_one(client, path: Path) -> Outcome:
+def _run_one(client, path: Path, context) -> Outcome:
     from adapter import conversion
     from adapter.compliance import has_errors, validate
 
@@ -80,7 +87,7 @@ def _run_one(client, path: Path) -> Outcome:
         out.kind = model.kind
         bundle = conversion.bundle_of(doc)
         out.entries = len(bundle["entry"])
-        outcome = validate(bundle)
+        outcome = validate(bundle, context=context)
         out.valid = not has_errors(outcome)
         if not out.valid:
             out.issues = [f"{i.get('expression', [''])[0]}: {i['details']['text']}" for i in outcome["issue"] if i["severity"] in ("error", "fatal")]

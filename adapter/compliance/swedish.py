@@ -172,11 +172,31 @@ def _huvudman_of_org(org: dict | None, p: Payload) -> str | None:
     return None
 
 
+def _author_huvudman(p: Payload) -> str | None:
+    """The huvudman the payload comes from, when only the receiver is configured: the plan's
+    author, else the message's sender, else the authoring Provenance's organisation."""
+    for plan, _ in p.of("CarePlan"):
+        found = _huvudman_of_org(p.resolve(plan.get("author")), p)
+        if found:
+            return found
+    for header, _ in p.of("MessageHeader"):
+        found = _huvudman_of_org(p.resolve(header.get("sender")), p)
+        if found:
+            return found
+    for prov, _ in p.of("Provenance"):
+        for agent in prov.get("agent") or ():
+            found = _huvudman_of_org(p.resolve(agent.get("onBehalfOf")), p) if isinstance(agent, dict) else None
+            if found:
+                return found
+    return None
+
+
 def _cross_huvudman(p: Payload) -> tuple[str | None, list[dict]]:
     """(why the payload crosses huvudmän, receiving organisations' references) or (None, [])."""
     ctx = p.ctx
-    if ctx.sender_huvudman and ctx.receiver_huvudman and ctx.sender_huvudman != ctx.receiver_huvudman:
-        return f"it is sent from {ctx.sender_huvudman} to {ctx.receiver_huvudman}", []
+    sender = ctx.sender_huvudman or (_author_huvudman(p) if ctx.receiver_huvudman else None)
+    if sender and ctx.receiver_huvudman and sender != ctx.receiver_huvudman:
+        return f"it is sent from {sender} to {ctx.receiver_huvudman}", []
     if "MessageHeader" not in p.by_type and "CarePlan" not in p.by_type:
         return None, []
     for header, _ in p.of("MessageHeader"):

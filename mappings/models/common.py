@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
@@ -95,4 +96,22 @@ class Staff(Model):
     def _has_identifier(self) -> "Staff":
         if not (self.hsa_id or self.local_id):
             raise ValueError(f"staff member {self.name!r} needs an hsa_id or a local_id")
+        return self
+
+
+class SharingConsent(Model):
+    """Samtycke: the person lets a document be shared with organisations of another huvudman."""
+
+    consent_id: BusinessId
+    given_at: dt.date
+    valid_to: dt.date | None = None
+    recipients: list[Organisation] = Field(min_length=1, description="who may receive the document", json_schema_extra={"xml_item": "organisation"})
+    purposes: list[table_code("consent-purpose")] = Field(min_length=1, json_schema_extra={"xml_item": "purpose"})
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "SharingConsent":
+        if self.valid_to is not None and self.valid_to < self.given_at:
+            raise ValueError(f"consent {self.consent_id}: valid_to is before given_at")
+        if len(self.purposes) != len(set(self.purposes)):
+            raise ValueError(f"consent {self.consent_id}: a purpose is listed twice")
         return self

@@ -14,6 +14,7 @@ from mappings.models.common import (
     Organisation,
     PeriodUnit,
     Person,
+    SharingConsent,
     Staff,
     table_code,
 )
@@ -92,9 +93,10 @@ class CareDecision(Model):
     handlaggare: Staff
     person: Person
     insatser: list[Insats] = Field(min_length=1, json_schema_extra={"xml_item": "insats"})
+    samtycke: SharingConsent | None = Field(default=None, description="consent to share the decision with another huvudman")
 
     @model_validator(mode="after")
-    def _consistent(self) -> "CareDecision":
+    def _consistent(self) -> "CareDecision":  # noqa: C901 - a list of independent checks
         if self.decision_kind == "andringsbeslut" and not self.replaces:
             raise ValueError("an ändringsbeslut must name the decision it replaces (replaces)")
         if self.replaces == self.decision_id:
@@ -104,7 +106,8 @@ class CareDecision(Model):
             raise ValueError("insats_id must be unique within a decision")
         if self.rambeslut and any(i.granted_volume for i in self.insatser):
             raise ValueError("a rambeslut grants no fixed volume: remove granted_volume")
-        _same_identifier_same_organisation([self.municipality, *(i.performer for i in self.insatser if i.performer)])
+        recipients = self.samtycke.recipients if self.samtycke else []
+        _same_identifier_same_organisation([self.municipality, *(i.performer for i in self.insatser if i.performer), *recipients])
         if self.decision_kind in ("beviljande", "andringsbeslut"):
             missing = [i.insats_id for i in self.insatser if i.performer is None]
             if missing:
@@ -113,13 +116,16 @@ class CareDecision(Model):
 
 
 def _same_identifier_same_organisation(orgs: list[Organisation]) -> None:
-    """Two organisations that share an HSA-id or organisationsnummer must be identical."""
+    """Two organisations with the same identity (HSA-id, else organisationsnummer) must be identical.
+
+    Units of one legal entity share an organisationsnummer and are told apart by their HSA-ids.
+    """
     seen: dict[str, Organisation] = {}
     for org in orgs:
-        for key in filter(None, (org.hsa_id, org.organisationsnummer)):
-            other = seen.setdefault(key, org)
-            if other != org:
-                raise ValueError(
-                    f"organisations {other.name!r} and {org.name!r} share identifier {key} but differ; "
-                    "give each unit its own HSA-id"
-                )
+        key = org.hsa_id or org.organisationsnummer
+        other = seen.setdefault(key, org)
+        if other != org:
+            raise ValueError(
+                f"organisations {other.name!r} and {org.name!r} share identifier {key} but differ; "
+                "give each unit its own HSA-id"
+            )

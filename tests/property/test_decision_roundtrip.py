@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mappings import decision, municipal_xml, terminology
+from mappings.models.common import SharingConsent
 from mappings.models.decision import CareDecision, Goal, HoursVolume, Insats, VisitsVolume
 from tests import strategies as s
 
@@ -55,6 +56,18 @@ def decisions(draw) -> CareDecision:
         pool = pool[:1]
     municipality, performers = pool[0], pool
     count = draw(st.integers(1, 3))
+    given = draw(s.dates)
+    consent = draw(
+        st.none()
+        | st.builds(
+            SharingConsent,
+            consent_id=s.business_id,
+            given_at=st.just(given),
+            valid_to=st.none() | st.integers(0, 900).map(lambda n: given + dt.timedelta(days=n)),
+            recipients=st.lists(st.sampled_from(pool), min_size=1, max_size=len(pool), unique_by=id),
+            purposes=st.lists(st.sampled_from(terminology.codes("consent-purpose")), min_size=1, unique=True),
+        )
+    )
     needs_performer = kind in ("beviljande", "andringsbeslut")
     return CareDecision(
         decision_id=decision_id,
@@ -70,6 +83,7 @@ def decisions(draw) -> CareDecision:
         handlaggare=draw(s.staff()),
         person=draw(s.persons),
         insatser=[draw(insatser(i, needs_performer, rambeslut, performers)) for i in range(count)],
+        samtycke=consent,
     )
 
 

@@ -145,3 +145,30 @@ def test_skyddad_folkbokforing_strips_address_and_phone() -> None:
     patient = of_type(decision.to_fhir(d), "Patient")[0]
     assert "address" not in patient and "telecom" not in patient
     assert decision.from_fhir(decision.to_fhir(d)).person.address is None
+
+
+def test_consent_travels_with_the_decision_and_satisfies_the_consent_rule() -> None:
+    from adapter.compliance import ValidationContext, has_errors, validate
+
+    region = ValidationContext(sender_huvudman="kommun", receiver_huvudman="region")
+    d = load("hemtjanst-timmar.json")
+    bundle = decision.to_fhir(d)
+    consent = of_type(bundle, "Consent")[0]
+    assert consent["provision"]["code"][0]["coding"][0]["code"] == "bistandsbeslut"
+    assert all(sr["supportingInfo"] for sr in of_type(bundle, "ServiceRequest"))
+    assert not has_errors(validate(bundle, context=region))
+
+    without = decision.to_fhir(d.model_copy(update={"samtycke": None}))
+    outcome = validate(without, context=region)
+    assert has_errors(outcome)
+    assert any("Consent" in i["details"]["text"] and i["severity"] == "error" for i in outcome["issue"])
+    # within the municipality (kommun -> its utförare) no consent is needed
+    assert not has_errors(validate(without, context=ValidationContext(sender_huvudman="kommun", receiver_huvudman="kommun")))
+
+
+def test_sender_huvudman_is_read_from_the_decision_when_only_the_receiver_is_known() -> None:
+    from adapter.compliance import ValidationContext, has_errors, validate
+
+    d = load("trygghetslarm.json").model_copy(update={"samtycke": None})
+    assert has_errors(validate(decision.to_fhir(d), context=ValidationContext(receiver_huvudman="region")))
+    assert not has_errors(validate(decision.to_fhir(d), context=ValidationContext(receiver_huvudman="kommun")))
