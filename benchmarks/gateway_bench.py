@@ -12,9 +12,13 @@ same transaction Bundles, converted and validated beforehand:
   person key) and delivered by a ``Worker`` with ``concurrency`` threads (claims with leases,
   per-person order, retry policy, circuit breaker, AuditEvent per transfer, metrics, JSON logs).
 
-Reported: wall time of each side (best of ``rounds``), resources created (counted on the server,
-which must agree between the two), and the adapter's overhead. Intake (convert + validate) is
-measured separately; it is not part of either side.
+Reported: wall time of each side (best of ``rounds``; sides alternate which goes first), the CPU
+time the benchmark process spent on each side (the servers run in their own processes), resources
+created (counted on the server, which must agree between the two), and the adapter's overhead in
+wall time: per round (both sides back to back, in alternating order, so they share the machine's
+load of the moment) and its median over the rounds, which is the figure held against the 20 %
+budget; also best against best. Intake (convert + validate) is measured separately; it is not
+part of either side.
 """
 
 from __future__ import annotations
@@ -60,8 +64,8 @@ def prepare_all(docs: list[bytes]) -> tuple[list[Any], float]:
     return prepared, elapsed
 
 
-def plain(base_url: str, bundles: list[dict[str, Any]], concurrency: int) -> float:
-    """POST every Bundle with a plain shared httpx client from ``concurrency`` threads; seconds taken."""
+def plain(base_url: str, bundles: list[dict[str, Any]], concurrency: int) -> tuple[float, float]:
+    """POST every Bundle with a plain shared httpx client from ``concurrency`` threads; (wall, CPU) seconds."""
     import httpx
 
     work: queue.Queue[dict[str, Any]] = queue.Queue()
@@ -81,20 +85,20 @@ def plain(base_url: str, bundles: list[dict[str, Any]], concurrency: int) -> flo
                 if response.status_code != 200:
                     errors.append(f"HTTP {response.status_code}: {response.text[:200]}")
 
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         threads = [threading.Thread(target=run) for _ in range(concurrency)]
         for t in threads:
             t.start()
         for t in threads:
             t.join()
-        elapsed = time.perf_counter() - started
+        elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
     if errors:
         raise SystemExit(f"plain client: {len(errors)} failures, first: {errors[0]}")
-    return elapsed
+    return elapsed, cpu
 
 
-def adapter(base_url: str, prepared: list[Any], concurrency: int, db_url: str) -> tuple[float, float, float]:
-    """Enqueue and deliver through the outbox and gateway; (total, enqueue, deliver) seconds."""
+def adapter(base_url: str, prepared: list[Any], concurrency: int, db_url: str) -> tuple[float, float, float, float]:
+    """Enqueue and deliver through the outbox and gateway; (total, enqueue, deliver, CPU) seconds."""
     from adapter.gateway import Gateway
     from adapter.outbox import Outbox
     from adapter.outbox.worker import Worker
@@ -102,23 +106,23 @@ def adapter(base_url: str, prepared: list[Any], concurrency: int, db_url: str) -
     outbox = Outbox.open(db_url, pool_size=concurrency + 4)
     gateway = Gateway(base_url, outbox.settings, pool_size=concurrency)
     gateway.check_server()
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     outbox.enqueue_many(prepared, gateway.base_url, sources=["bench"] * len(prepared))
     enqueued = time.perf_counter()
     report = Worker(outbox, gateway, concurrency=concurrency, poll=0.02).run(until_empty=True)
-    done = time.perf_counter()
+    done, cpu = time.perf_counter(), time.process_time() - cpu
     gateway.close()
     outbox.close()
     if report.counts.get("delivered") != len(prepared):
         raise SystemExit(f"carebridge: not everything was delivered: {report.counts}")
-    return done - started, enqueued - started, done - enqueued
+    return done - started, enqueued - started, done - enqueued, cpu
 
 
-def created(base_url: str) -> dict[str, int]:
+def created(base_url: str, types: tuple[str, ...]) -> dict[str, int]:
     """Resources per type on the server."""
     from adapter.standin import count
 
-    return {t: count(base_url, t) for t in TYPES}
+    return {t: count(base_url, t) for t in types}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -139,11 +143,13 @@ def main(argv: list[str] | None = None) -> int:
     docs = documents(args.documents, args.persons)
     prepared, intake_s = prepare_all(docs)
     bundles = [p.payload for p in prepared]
+    types = tuple(sorted(set(TYPES) | {e["resource"]["resourceType"] for b in bundles for e in b["entry"]}))
     entries = sum(len(b["entry"]) for b in bundles)
     print(f"{len(docs)} decision documents for {args.persons} persons: {entries} transaction entries; "
           f"intake (convert + validate) {intake_s:.2f} s = {1000 * intake_s / len(docs):.1f} ms/document "
           "(not in the timings below)", flush=True)
-    results: dict[str, list[float]] = {"plain": [], "carebridge": [], "enqueue": [], "deliver": []}
+    results: dict[str, list[float]] = {"plain": [], "carebridge": [], "enqueue": [], "deliver": [],
+                                       "plain_cpu": [], "carebridge_cpu": []}
     resources: dict[str, dict[str, int]] = {}
     with tempfile.TemporaryDirectory(prefix="carebridge-bench-") as tmp:
         for r in range(args.rounds):
@@ -151,21 +157,28 @@ def main(argv: list[str] | None = None) -> int:
             for side in order:
                 with start_medplum(Path(tmp) / f"{side}-{r}") as server:
                     if side == "plain":
-                        results["plain"].append(plain(server.base_url, bundles, args.concurrency))
+                        wall, cpu = plain(server.base_url, bundles, args.concurrency)
+                        results["plain"].append(wall)
+                        results["plain_cpu"].append(cpu)
                     else:
                         db = args.db or f"sqlite:///{Path(tmp) / f'outbox-{r}.db'}"
-                        total, enq, dlv = adapter(server.base_url, prepared, args.concurrency, db)
+                        total, enq, dlv, cpu = adapter(server.base_url, prepared, args.concurrency, db)
                         results["carebridge"].append(total)
                         results["enqueue"].append(enq)
                         results["deliver"].append(dlv)
-                    resources[side] = created(server.base_url)
-                print(f"round {r + 1} {side:10} {results[side][-1]:7.2f} s", flush=True)
+                        results["carebridge_cpu"].append(cpu)
+                    resources[side] = created(server.base_url, types)
+                print(f"round {r + 1} {side:10} {results[side][-1]:7.2f} s wall, "
+                      f"{results[side + '_cpu'][-1]:6.2f} s CPU in this process", flush=True)
     if resources["plain"] != resources["carebridge"]:
         print(f"the two sides left different resources: {resources}", file=sys.stderr)
         return 1
     total_resources = sum(resources["plain"].values())
     best_plain, best_adapter = min(results["plain"]), min(results["carebridge"])
     overhead = best_adapter / best_plain - 1
+    # Each round runs both sides back to back, so they share the machine's load of the moment:
+    # the median of the per-round ratios is the steadiest figure on a busy machine.
+    paired = [a / p - 1 for a, p in zip(results["carebridge"], results["plain"])]
     figures = {
         "documents": len(docs), "persons": args.persons, "entries": entries, "resources_created": total_resources,
         "concurrency": args.concurrency, "rounds": args.rounds, "intake_seconds": round(intake_s, 3),
@@ -175,21 +188,31 @@ def main(argv: list[str] | None = None) -> int:
         "carebridge_deliver_seconds": [round(x, 3) for x in results["deliver"]],
         "plain_resources_per_second": round(total_resources / best_plain, 1),
         "carebridge_resources_per_second": round(total_resources / best_adapter, 1),
-        "overhead": round(overhead, 4), "median_overhead": round(
-            statistics.median(results["carebridge"]) / statistics.median(results["plain"]) - 1, 4),
+        "plain_cpu_seconds": [round(x, 3) for x in results["plain_cpu"]],
+        "carebridge_cpu_seconds": [round(x, 3) for x in results["carebridge_cpu"]],
+        "plain_cpu_ms_per_document": round(1000 * min(results["plain_cpu"]) / len(docs), 3),
+        "carebridge_cpu_ms_per_document": round(1000 * min(results["carebridge_cpu"]) / len(docs), 3),
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+        "overhead_best_vs_best": round(overhead, 4),
+        "overhead_per_round": [round(x, 4) for x in paired],
+        "overhead_median_of_rounds": round(statistics.median(paired), 4),
         "database": (args.db or "sqlite").split(":")[0],
     }
     print(f"\n{'':12}{'best s':>8}{'resources/s':>13}")
     print(f"{'plain httpx':12}{best_plain:8.2f}{figures['plain_resources_per_second']:13.1f}")
     print(f"{'carebridge':12}{best_adapter:8.2f}{figures['carebridge_resources_per_second']:13.1f}"
           f"   (enqueue {min(results['enqueue']):.2f} s, deliver {min(results['deliver']):.2f} s)")
+    print(f"client CPU per document: plain {figures['plain_cpu_ms_per_document']:.2f} ms, "
+          f"carebridge {figures['carebridge_cpu_ms_per_document']:.2f} ms; load average {figures['load_average']}")
     print(f"{total_resources} resources created on each side ({', '.join(f'{k} {v}' for k, v in resources['plain'].items())})")
-    verdict = "within" if overhead <= BUDGET else "OVER"
-    print(f"adapter overhead {overhead:+.1%} (median of rounds {figures['median_overhead']:+.1%}); "
+    median = figures["overhead_median_of_rounds"]
+    verdict = "within" if median <= BUDGET else "OVER"
+    print(f"adapter overhead: median of the rounds {median:+.1%} (rounds: "
+          f"{', '.join(f'{x:+.0%}' for x in paired)}; best against best {overhead:+.1%}); "
           f"{verdict} the {BUDGET:.0%} budget")
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=2) + "\n")
-    return 1 if args.check and overhead > BUDGET else 0
+    return 1 if args.check and median > BUDGET else 0
 
 
 if __name__ == "__main__":

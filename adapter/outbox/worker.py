@@ -35,8 +35,9 @@ log = get_logger("worker")
 
 #: A message whose lease was lost before its outcome could be recorded (another worker has it).
 LOST = "lease-lost"
-#: Seconds the recorder waits for more outcomes to commit together.
-RECORD_LINGER = 0.005
+#: Seconds the recorder waits for more outcomes to commit together (it stops waiting once it has
+#: half a claim window of them).
+RECORD_LINGER = 0.02
 #: The interpreter's thread switch interval while a worker runs (seconds; Python's default is 0.005).
 SWITCH_INTERVAL = 0.001
 
@@ -74,7 +75,7 @@ class Worker:
         self.concurrency = max(1, concurrency)
         self.owner = owner or worker_id()
         self.poll = poll
-        self.batch = batch or max(16, 4 * self.concurrency)  # claimed and not yet recorded, at most
+        self.batch = batch or max(8, 4 * self.concurrency)  # claimed and not yet recorded, at most
         self.on_outcome = on_outcome
         self.report = Report()
         self._stop = threading.Event()
@@ -198,10 +199,15 @@ class Worker:
                 continue
             # Linger a moment so one transaction records several outcomes.
             deadline = time.monotonic() + RECORD_LINGER
-            while len(batch) < 500:
+            while len(batch) < max(1, self.batch // 2):
                 wait = deadline - time.monotonic()
                 try:
                     batch.append(self._results.get(timeout=wait) if wait > 0 else self._results.get_nowait())
+                except queue.Empty:
+                    break
+            while len(batch) < 500:  # and whatever else is ready
+                try:
+                    batch.append(self._results.get_nowait())
                 except queue.Empty:
                     break
             self._record(batch)

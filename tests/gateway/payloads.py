@@ -27,29 +27,33 @@ def personnummer(rng: random.Random) -> str:
     return with_check_digit(f"{year}{month:02d}{day:02d}{rng.randint(0, 999):03d}")
 
 
-def _org(org: dict[str, Any] | None, tag: str) -> dict[str, Any] | None:
-    if org is None:
-        return None
-    out = dict(org)
-    out["hsa_id"] = f"{org.get('hsa_id') or 'SE' + str(org.get('organisationsnummer')) + '-X'}{tag}"
+#: Fields holding business identifiers that are free text (they get the tag appended).
+TAGGED_FIELDS = ("hsa_id", "local_id", "consent_id")
+
+
+def _tag_ids(value: Any, tag: str) -> Any:
+    """Every business identifier in a canonical document made unique to ``tag`` (organisations without an
+    HSA-id get one, so their conditional key is not the shared organisationsnummer)."""
+    if isinstance(value, list):
+        return [_tag_ids(v, tag) for v in value]
+    if not isinstance(value, dict):
+        return value
+    out = {k: _tag_ids(v, tag) for k, v in value.items()}
+    if "organisationsnummer" in out and "name" in out and not out.get("hsa_id"):
+        out["hsa_id"] = f"SE{out['organisationsnummer']}-X"
+    for key in TAGGED_FIELDS:
+        if isinstance(out.get(key), str):
+            out[key] = f"{out[key]}{'-' if key == 'local_id' else ''}{tag}"
     return out
 
 
 def decision(template: dict[str, Any], tag: str, index: int, pnr: str) -> dict[str, Any]:
-    """One fixture made unique: decision id, person, organisations and staff carry the tag."""
-    doc = copy.deepcopy(template)
+    """One fixture made unique: decision id, person and every other business identifier carry the tag."""
+    doc = _tag_ids(copy.deepcopy(template), tag)
     doc["decision_id"] = f"{tag}-{index:05d}"
     if doc.get("replaces"):
         doc["replaces"] = f"{tag}-{index - 1:05d}" if index else f"{tag}-ORIGINAL"
     doc["person"]["personnummer"] = pnr
-    doc["municipality"] = _org(doc["municipality"], tag)
-    staff = doc["handlaggare"]
-    if staff.get("hsa_id"):
-        staff["hsa_id"] = f"{staff['hsa_id']}{tag}"
-    if staff.get("local_id"):
-        staff["local_id"] = f"{staff['local_id']}-{tag}"
-    for insats in doc["insatser"]:
-        insats["performer"] = _org(insats.get("performer"), tag)
     return doc
 
 
@@ -87,16 +91,28 @@ def conditional_keys(bundles_: list[dict[str, Any]]) -> set[tuple[str, str]]:
 
 
 def expected_by_type(keys: set[tuple[str, str]]) -> Counter[str]:
-    """How many resources of each type a fault-free run creates (each key once)."""
+    """How many resources of each type a fault-free run creates on an empty server (each key once)."""
     return Counter(t for t, _ in keys)
 
 
+def expected_new(base_url: str, keys: set[tuple[str, str]], tag: str) -> Counter[str]:
+    """How many resources of each type a fault-free run creates on this server now: each key once,
+    except keys without the tag (shared with other tests) that the server already holds."""
+    return Counter(t for t, q in keys if tag in q or count(base_url, t, dict(parse_qsl(q))) == 0)
+
+
+#: Types a decision always writes; ``types_of`` adds whatever else the Bundles hold.
 TYPES = ("Patient", "Organization", "Practitioner", "ServiceRequest", "Goal", "CarePlan", "Task", "Provenance")
 
 
-def snapshot(base_url: str) -> Counter[str]:
+def types_of(keys: set[tuple[str, str]]) -> tuple[str, ...]:
+    """Every resource type the conditional keys create, plus the usual ones."""
+    return tuple(sorted(set(TYPES) | {t for t, _ in keys}))
+
+
+def snapshot(base_url: str, types: tuple[str, ...] = TYPES) -> Counter[str]:
     """Resources per type on a server now."""
-    return Counter({t: count(base_url, t) for t in TYPES})
+    return Counter({t: count(base_url, t) for t in types})
 
 
 def per_key_counts(base_url: str, keys: set[tuple[str, str]]) -> dict[tuple[str, str], int]:

@@ -16,7 +16,7 @@ import pytest
 from adapter.outbox import DELIVERED, Outbox
 from adapter.standin import REPO_ROOT, RunningServer
 from tests.gateway import faultproxy as fp
-from tests.gateway.payloads import bundles, conditional_keys, decisions, expected_by_type, snapshot, write
+from tests.gateway.payloads import bundles, conditional_keys, decisions, expected_new, snapshot, types_of, write
 from tests.gateway.test_faults import assert_in_order_per_person, is_transaction
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -39,7 +39,9 @@ def test_sender_killed_mid_run_and_a_worker_resumes(fhir_server: RunningServer, 
     docs = decisions(tag, 30, persons=10)
     files = write(docs, tmp_path / "in")
     sent = bundles(docs)
-    before = snapshot(fhir_server.base_url)
+    keys = conditional_keys(sent)
+    types, expected = types_of(keys), expected_new(fhir_server.base_url, keys, tag)
+    before = snapshot(fhir_server.base_url, types)
     db = tmp_path / "outbox.db"
     slow = fp.Slow(0.3)
     with fp.FaultProxy(fhir_server.base_url, lambda r: slow if is_transaction(r) else fp.PASS) as proxy:
@@ -68,7 +70,7 @@ def test_sender_killed_mid_run_and_a_worker_resumes(fhir_server: RunningServer, 
     assert Counter(m.status for m in final) == {DELIVERED: len(docs)}
     rescued = [m for m in final if m.id in {x.id for x in in_flight}]
     assert all(m.attempts >= 2 for m in rescued)  # the killed sender's leased messages were taken over
-    assert snapshot(fhir_server.base_url) - before == expected_by_type(conditional_keys(sent))
+    assert snapshot(fhir_server.base_url, types) - before == expected
     assert_in_order_per_person(proxy, sent)
     outbox.close()
 

@@ -20,8 +20,8 @@ from adapter.outbox.worker import Worker
 from adapter.standin import RunningServer
 from tests.gateway import faultproxy as fp
 from tests.gateway.conftest import settings
-from tests.gateway.payloads import (bundles, conditional_keys, decisions, expected_by_type, order_by_person,
-                                    per_key_counts, snapshot)
+from tests.gateway.payloads import (bundles, conditional_keys, decisions, expected_by_type, expected_new, order_by_person,
+                                    per_key_counts, snapshot, types_of)
 
 pytestmark = pytest.mark.integration
 
@@ -77,12 +77,13 @@ def test_zero_lost_zero_duplicated_under_fault(fhir_server: RunningServer, fault
     docs = decisions(tag, 18, persons=6)
     sent = bundles(docs)
     keys = conditional_keys(sent)
-    before = snapshot(fhir_server.base_url)
+    types, expected = types_of(keys), expected_new(fhir_server.base_url, keys, tag)
+    before = snapshot(fhir_server.base_url, types)
     outbox, proxy = run_through_proxy(fhir_server, docs, sqlite_url, plan(), changes)
     statuses = Counter(m.status for m in outbox.list(limit=1000))
     assert statuses == {DELIVERED: len(docs)}, [m.last_error for m in outbox.list(limit=1000) if m.status != DELIVERED]
     assert sum(n for a, n in proxy.actions.items() if a != fp.PASS) > 0, "the fault was never injected"
-    assert snapshot(fhir_server.base_url) - before == expected_by_type(keys)
+    assert snapshot(fhir_server.base_url, types) - before == expected
     assert_in_order_per_person(proxy, sent)
     outbox.close()
 
@@ -111,17 +112,19 @@ def test_faulty_run_equals_fault_free_run_on_fresh_servers(server_factory: Calla
     plan = fp.Random(3, [(fp.RESET_AFTER, 0.3), (fp.RESET_BEFORE, 0.1), (fp.unavailable(), 0.1), (fp.Slow(0.2), 0.1)],
                      is_transaction)
     run_through_proxy(faulty, docs, f"sqlite:///{tmp_path / 'faulty.db'}", plan)
-    reference = snapshot(clean.base_url)
-    assert reference == expected_by_type(conditional_keys(bundles(docs)))
-    assert snapshot(faulty.base_url) == reference
+    keys = conditional_keys(bundles(docs))
+    reference = snapshot(clean.base_url, types_of(keys))
+    assert reference == expected_by_type(keys)
+    assert snapshot(faulty.base_url, types_of(keys)) == reference
 
 
 def test_resend_of_unchanged_documents_changes_nothing(fhir_server: RunningServer, tag: str, sqlite_url: str) -> None:
     docs = decisions(tag, 9, persons=3)
     first, _ = run_through_proxy(fhir_server, docs, sqlite_url, lambda r: fp.PASS)
-    after_first = snapshot(fhir_server.base_url)
+    types = types_of(conditional_keys(bundles(docs)))
+    after_first = snapshot(fhir_server.base_url, types)
     second, _ = run_through_proxy(fhir_server, docs, sqlite_url, lambda r: fp.PASS)
-    assert snapshot(fhir_server.base_url) == after_first
+    assert snapshot(fhir_server.base_url, types) == after_first
     import json
 
     resent = [json.loads(m.result or "{}") for m in second.list(limit=1000)][len(docs):]

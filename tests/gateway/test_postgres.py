@@ -16,7 +16,7 @@ from adapter.outbox.schema import audit_events
 from adapter.standin import RunningServer
 from tests.gateway import faultproxy as fp
 from tests.gateway.conftest import settings
-from tests.gateway.payloads import bundles, conditional_keys, decisions, expected_by_type, snapshot
+from tests.gateway.payloads import bundles, conditional_keys, decisions, expected_new, snapshot, types_of
 from tests.gateway.test_crash import carebridge, child_env
 from tests.gateway.test_faults import assert_in_order_per_person, is_transaction
 
@@ -25,9 +25,11 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 def test_three_worker_processes_share_one_postgres_queue(medplum_server: RunningServer, pg_url: str, tag: str,
                                                          tmp_path: Path) -> None:
-    docs = decisions(tag, 90, persons=15)  # six documents per person
+    docs = decisions(tag, 120, persons=40)  # three documents per person; more heads than one worker's window
     sent = bundles(docs)
-    before = snapshot(medplum_server.base_url)
+    keys = conditional_keys(sent)
+    types, expected = types_of(keys), expected_new(medplum_server.base_url, keys, tag)
+    before = snapshot(medplum_server.base_url, types)
     slow = fp.Slow(0.05)
     with fp.FaultProxy(medplum_server.base_url, lambda r: slow if is_transaction(r) else fp.PASS) as proxy:
         outbox = Outbox.open(pg_url, settings())
@@ -45,9 +47,10 @@ def test_three_worker_processes_share_one_postgres_queue(medplum_server: Running
             audit_events.c.outcome == "0")).all()
     assert sorted(r[0] for r in rows) == sorted(ids)
     deliverers = Counter(json.loads(r[1])["agent"][0]["who"]["display"].split(":")[1] for r in rows)
+    print(f"messages delivered per worker process: {sorted(deliverers.values())}")
     assert len(deliverers) == 3, f"not every worker process delivered: {deliverers}"
     forwards = Counter(json.loads(f.body)["id"] for f in proxy.forwarded if f.method == "POST")
     assert set(forwards.values()) == {1} and len(forwards) == len(docs)
     assert_in_order_per_person(proxy, sent)
-    assert snapshot(medplum_server.base_url) - before == expected_by_type(conditional_keys(sent))
+    assert snapshot(medplum_server.base_url, types) - before == expected
     outbox.close()
