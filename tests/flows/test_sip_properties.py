@@ -1,6 +1,7 @@
 """Property: a SIP/SPU → FHIR → SIP/SPU is exact, and so are municipal XML and canonical JSON.
 
-What is lossy, precisely: nothing of the canonical model. FHIR elements the model has no field
+What is lossy, precisely: for a person with skyddad folkbokföring, address and phone never
+leave (the shared Patient builder strips them); nothing else of the canonical model. FHIR elements the model has no field
 for are not read back (a foreign plan's narrative, notes, extra identifiers or codings); the
 ones carebridge derives are rewritten from the model: `Goal.achievementStatus` (from the latest
 follow-up's effect), `Goal.lifecycleStatus`, `CareTeam.status`, `CarePlan.contributor`,
@@ -134,7 +135,10 @@ def plans(draw) -> CoordinatedPlan:
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(plans())
 def test_fhir_round_trip_is_exact(plan: CoordinatedPlan) -> None:
-    assert sip.from_fhir(sip.to_fhir(plan)) == plan
+    expected = plan
+    if plan.person.skyddad_folkbokforing:  # the one deliberate loss: address and phone never leave
+        expected = plan.model_copy(update={"person": plan.person.model_copy(update={"address": None, "phone": None})})
+    assert sip.from_fhir(sip.to_fhir(plan)) == expected
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
