@@ -1,8 +1,8 @@
 """Gateway benchmark: the outbox + gateway vs a plain httpx client, loading the same resources into
 Medplum's in-memory FHIR router in the same run.
 
-    carebridge bench gateway -- --documents 400 --persons 100 --concurrency 4 --rounds 2
-    python benchmarks/gateway_bench.py --documents 400
+    carebridge bench gateway -- --documents 1000 --persons 250 --concurrency 4 --rounds 5
+    python benchmarks/gateway_bench.py --documents 1000
 
 Each side gets a fresh Medplum server per round (same cold start, same empty repository) and the
 same transaction Bundles, converted and validated beforehand:
@@ -127,10 +127,10 @@ def created(base_url: str, types: tuple[str, ...]) -> dict[str, int]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="gateway_bench", description=__doc__.splitlines()[0])
-    parser.add_argument("--documents", type=int, default=400, help="decision documents (default 400)")
-    parser.add_argument("--persons", type=int, default=100, help="persons they concern (default 100)")
+    parser.add_argument("--documents", type=int, default=1000, help="decision documents (default 1000)")
+    parser.add_argument("--persons", type=int, default=250, help="persons they concern (default 250)")
     parser.add_argument("--concurrency", type=int, default=4, help="threads on each side (default 4)")
-    parser.add_argument("--rounds", type=int, default=2, help="rounds; the best of each side counts (default 2)")
+    parser.add_argument("--rounds", type=int, default=5, help="rounds, each running both sides (default 5)")
     parser.add_argument("--db", metavar="URL", help="outbox database (default: a fresh SQLite file per round)")
     parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
     parser.add_argument("--check", action="store_true", help=f"exit 1 when the overhead exceeds {BUDGET:.0%}")

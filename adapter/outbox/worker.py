@@ -18,7 +18,6 @@ import os
 import queue
 import random
 import socket
-import sys
 import threading
 import time
 import uuid
@@ -37,9 +36,7 @@ log = get_logger("worker")
 LOST = "lease-lost"
 #: Seconds the recorder waits for more outcomes to commit together (it stops waiting once it has
 #: half a claim window of them).
-RECORD_LINGER = 0.02
-#: The interpreter's thread switch interval while a worker runs (seconds; Python's default is 0.005).
-SWITCH_INTERVAL = 0.001
+RECORD_LINGER = 0.05
 
 
 @dataclass
@@ -75,7 +72,7 @@ class Worker:
         self.concurrency = max(1, concurrency)
         self.owner = owner or worker_id()
         self.poll = poll
-        self.batch = batch or max(8, 4 * self.concurrency)  # claimed and not yet recorded, at most
+        self.batch = batch or max(16, 8 * self.concurrency)  # claimed and not yet recorded, at most
         self.on_outcome = on_outcome
         self.report = Report()
         self._stop = threading.Event()
@@ -104,8 +101,6 @@ class Worker:
         helpers = [threading.Thread(target=self._claim_loop, args=(only_ids,), name="claimer", daemon=True),
                    threading.Thread(target=self._heartbeat, name="lease-heartbeat", daemon=True)]
         recorder = threading.Thread(target=self._record_loop, name="recorder", daemon=True)
-        switch = sys.getswitchinterval()
-        sys.setswitchinterval(min(switch, SWITCH_INTERVAL))  # senders wait less for the GIL
         for t in [*senders, *helpers, recorder]:
             t.start()
         try:
@@ -122,7 +117,6 @@ class Worker:
             for t in senders:
                 t.join()
             recorder.join()
-            sys.setswitchinterval(switch)
         return self.report
 
     def _finished(self, only: set[int] | None) -> bool:
@@ -197,14 +191,19 @@ class Worker:
                         return
                     senders_done = not any(t.name.startswith("sender-") and t.is_alive() for t in threading.enumerate())
                 continue
-            # Linger a moment so one transaction records several outcomes.
+            # Linger a moment so one transaction records several outcomes, but not when nothing else is
+            # under way (a lone message, the tail of a run): then there is nothing to wait for.
             deadline = time.monotonic() + RECORD_LINGER
             while len(batch) < max(1, self.batch // 2):
+                with self._lock:
+                    others = len(self._claimed) - len(batch) - self._results.qsize()
                 wait = deadline - time.monotonic()
-                try:
-                    batch.append(self._results.get(timeout=wait) if wait > 0 else self._results.get_nowait())
-                except queue.Empty:
+                if others <= 0 or wait <= 0:
                     break
+                try:
+                    batch.append(self._results.get(timeout=min(wait, 0.005)))
+                except queue.Empty:
+                    continue
             while len(batch) < 500:  # and whatever else is ready
                 try:
                     batch.append(self._results.get_nowait())
