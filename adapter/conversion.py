@@ -94,12 +94,13 @@ def riv_contract_of(doc: Document) -> str:
         return doc.riv_contract
     from mappings.flows import FLOWS, flow_of_bundle
 
-    if doc.model is not None:
-        return FLOWS[doc.model.kind].riv
     try:
-        return flow_of_bundle(doc.bundle).riv
+        flow = FLOWS[doc.model.kind] if doc.model is not None else flow_of_bundle(doc.bundle)
     except ValueError:
         return "care-services"
+    if not flow.riv:
+        raise ConversionError(f"the {flow.kind} flow has no RIV-TA contract; convert it to fhir, json or xml")
+    return flow.riv
 
 
 def write(doc: Document, to: Target) -> bytes:

@@ -197,3 +197,9 @@ def test_decision_to_riv_and_riv_to_fhir(tmp_path: Path) -> None:
     result = carebridge("convert", str(out), "--to", "fhir")
     assert result.returncode == 0, result.stderr.decode()
     assert json.loads(result.stdout)["resourceType"] == "Bundle"
+
+
+def test_a_flow_without_riv_contract_says_so() -> None:
+    source = sorted((ROOT / "fixtures" / "discharge").glob("*.json"))[0]
+    result = carebridge("convert", str(source), "--to", "riv")
+    assert result.returncode == 2 and "no RIV-TA contract" in result.stderr.decode()
