@@ -11,6 +11,7 @@ resend never duplicates:
 | fast omsorgskontakt, known staff | `CareTeam` (roles from plan-careteam-role) |
 | goal (måltyp, the person's words) | `Goal` (category = goal type and IBIC life area, expressedBy = Patient) |
 | planned activity | `ServiceRequest` intent `plan`, basedOn the decision's insats ServiceRequest (logical) |
+| samtycke (consent to share with another huvudman) | `Consent` (information `genomforandeplan`, recipients as Organizations) in the CarePlan's `supportingInfo` |
 | delivery record (one planned contact) | `Task` (businessStatus = outcome, statusReason, restriction = planned, executionPeriod = actual, outputs) |
 | a contact that took place | `Encounter` class HH (home) or VR (virtual) |
 | kvittens per goal | `Observation` (focus = Goal, valueBoolean) |
@@ -26,7 +27,7 @@ from typing import Any
 
 from mappings import fhir as f
 from mappings import systems, terminology
-from mappings.models.common import Organisation, Person, Staff
+from mappings.models.common import Organisation, Person, SharingConsent, Staff
 from mappings.models.implementation_plan import (
     DeliveryRecord,
     Frequency,
@@ -85,6 +86,18 @@ class Entries:
             res, cond = f.practitioner(staff)
             self._refs[key] = f.ref(self.add(f.full_url("Practitioner", f.staff_key(staff)), res, cond), staff.name)
         return self._refs[key]
+
+
+def consent_entry(e: Entries, c: SharingConsent, patient: dict, custodian: dict, information: str) -> dict[str, str]:
+    """The person's consent to share the plan with another huvudman (OSL 12:2): a Consent
+    (`mappings.fhir.consent`) whose recipients are Organization entries; its Reference."""
+    res, cond = f.consent(c, patient["reference"], custodian, [e.organisation(o) for o in c.recipients], information)
+    return f.ref(e.add(f.full_url("Consent", c.consent_id), res, cond))
+
+
+def consent_of(res: dict, index: f.BundleIndex, where: str, error: type[ValueError] = ValueError) -> SharingConsent:
+    """The SharingConsent a Consent of the plan carries, its recipients resolved inside the Bundle."""
+    return f.consent_from(res, lambda ref: f.organisation_from(must(index, ref, f"{where}: Consent.provision.actor", error)))
 
 
 def by_identifier(system: str, value: str) -> str:
@@ -170,6 +183,7 @@ def to_fhir(plan: ImplementationPlan) -> Bundle:
     e = Entries()
     patient = e.patient(p.person)
     utforare = e.organisation(p.utforare)
+    consent = consent_entry(e, p.samtycke, patient, utforare, "genomforandeplan") if p.samtycke else None
 
     goal_refs: dict[str, dict[str, str]] = {}
     for goal in p.goals:
@@ -207,6 +221,8 @@ def to_fhir(plan: ImplementationPlan) -> Bundle:
     if p.author:
         care_plan["contributor"] = [e.practitioner(p.author)]
     care_plan["careTeam"] = [careteam]
+    if consent:
+        care_plan["supportingInfo"] = [consent]
     if p.goals:
         care_plan["goal"] = [goal_refs[g.goal_id] for g in p.goals]
     care_plan["activity"] = []
@@ -443,6 +459,11 @@ def from_fhir(bundle: Bundle) -> ImplementationPlan:
     contact_prefix = f"{plan_id}/"
     tasks = [t for t in index.resources("Task") if (f.first_identifier(t, systems.SID_CONTACT) or "").startswith(contact_prefix)]
     deliveries = [_record(t, contact_prefix, index, goal_id) for t in tasks]
+    consent = None
+    for info in cp.get("supportingInfo", ()):
+        res = resolve(info, "supportingInfo") if "reference" in info else None
+        if res is not None and res.get("resourceType") == "Consent":
+            consent = consent_of(res, index, where, NotAnImplementationPlanError)
     period_ = cp.get("period") or {}
     return ImplementationPlan(
         plan_id=plan_id,
@@ -459,6 +480,7 @@ def from_fhir(bundle: Bundle) -> ImplementationPlan:
         goals=goals,
         activities=activities,
         deliveries=deliveries,
+        samtycke=consent,
     )
 
 

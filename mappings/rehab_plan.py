@@ -15,6 +15,7 @@ CareTeam on a `meta.tag` business key, the rest on business identifiers):
 | lifecycle event | `Procedure` with its KVÅ code (AW020, AW024, AW027, AW035), basedOn the CarePlan and the follow-up it carries out |
 | closure | on the AW035 Procedure: `outcome` = reason, `followUp` = self-care advice and where to turn |
 | training instruction to home care | `Task` (code = task type, focus = the action, owner = the utförare, basedOn = the granted insats, status) |
+| samtycke (consent to share with another huvudman) | `Consent` (information `rehabiliteringsplan`, recipients as Organizations) in the CarePlan's `supportingInfo` |
 
 `from_fhir` decodes the plan from the CarePlan and what it references, and the lifecycle from
 every event Procedure of the plan in the Bundle, so a plan or follow-up arriving from the region,
@@ -32,6 +33,8 @@ from mappings.implementation_plan import (
     basis_from,
     by_identifier,
     by_tag,
+    consent_entry,
+    consent_of,
     frequency_from,
     insats_key,
     logical,
@@ -81,6 +84,7 @@ def to_fhir(plan: RehabPlan) -> Bundle:
     patient = e.patient(p.person)
     org = e.organisation(p.organisation)
     responsible = e.practitioner(p.responsible)
+    consent = consent_entry(e, p.samtycke, patient, org, "rehabiliteringsplan") if p.samtycke else None
     plan_ref = f.ref(f.full_url("CarePlan", "rehabplan", p.plan_id))
 
     assessment = f.ref(_assessment(e, p, patient))
@@ -133,6 +137,8 @@ def to_fhir(plan: RehabPlan) -> Bundle:
     }
     if p.referral_id:
         care_plan["supportingInfo"].append(logical("ServiceRequest", systems.SID_REHAB_REFERRAL, p.referral_id))
+    if consent:
+        care_plan["supportingInfo"].append(consent)
     care_plan["goal"] = [goal_refs[g.goal_id] for g in p.goals]
     if activities:
         care_plan["activity"] = activities
@@ -381,7 +387,7 @@ def from_fhir(bundle: Bundle) -> RehabPlan:
         for g in goal_resources
     ]
 
-    impression = referral = None
+    impression = referral = consent = None
     for info in cp.get("supportingInfo", ()):
         if info.get("identifier", {}).get("system") == systems.SID_REHAB_REFERRAL:
             referral = info["identifier"]["value"]
@@ -389,6 +395,8 @@ def from_fhir(bundle: Bundle) -> RehabPlan:
             res = resolve(info, "supportingInfo")
             if res.get("resourceType") == "ClinicalImpression":
                 impression = res
+            elif res.get("resourceType") == "Consent":
+                consent = consent_of(res, index, f"CarePlan {plan_id}", NotARehabPlanError)
     if impression is None:
         raise NotARehabPlanError(f"CarePlan {plan_id}: no assessment (ClinicalImpression in supportingInfo)")
 
@@ -432,6 +440,7 @@ def from_fhir(bundle: Bundle) -> RehabPlan:
         events=events,
         training_instructions=instructions,
         closure=closure,
+        samtycke=consent,
     )
 
 

@@ -14,6 +14,7 @@ from typing import Any
 from hypothesis import strategies as st
 
 from mappings import terminology
+from mappings.models.common import SharingConsent
 from mappings.models.implementation_plan import (
     DeliveryRecord,
     Frequency,
@@ -84,6 +85,21 @@ def organisation_pool(draw, min_size: int = 1, max_size: int = 3) -> list:
         seen |= keys
         out.append(org)
     return out
+
+
+@st.composite
+def consents(draw, recipients: list) -> SharingConsent | None:
+    """No consent, or the person's consent to share the plan with some of these organisations."""
+    if not draw(st.booleans()):
+        return None
+    given = draw(s.dates)
+    return SharingConsent(
+        consent_id=draw(s.business_id),
+        given_at=given,
+        valid_to=draw(st.none() | st.integers(0, 900).map(lambda n: given + dt.timedelta(days=n))),
+        recipients=draw(st.lists(st.sampled_from(recipients), min_size=1, max_size=len(recipients), unique_by=id)),
+        purposes=draw(st.lists(codes("consent-purpose"), min_size=1, unique=True)),
+    )
 
 
 def _subset(draw, items: list) -> list:
@@ -171,6 +187,7 @@ def implementation_plans(draw) -> ImplementationPlan:
             moved[activity.activity_id].append(record.record_id)
     start = draw(s.dates)
     named = draw(st.lists(st.sampled_from(staff), max_size=2)) if staff else []
+    orgs = draw(organisation_pool())
     return ImplementationPlan(
         plan_id=draw(s.business_id),
         status=draw(codes("implementation-plan-status")),
@@ -178,7 +195,7 @@ def implementation_plans(draw) -> ImplementationPlan:
         valid_from=start,
         valid_to=draw(st.none() | st.integers(0, 400).map(lambda n: start + dt.timedelta(days=n))),
         person=draw(s.persons),
-        utforare=draw(s.organisations()),
+        utforare=orgs[0],
         author=named[0] if named else None,
         fast_omsorgskontakt=named[-1] if len(named) > 1 else None,
         narrative=draw(s.optional_text),
@@ -186,6 +203,7 @@ def implementation_plans(draw) -> ImplementationPlan:
         goals=goals,
         activities=acts,
         deliveries=records,
+        samtycke=draw(consents(orgs)),
     )
 
 
@@ -334,6 +352,7 @@ def rehab_plans(draw) -> RehabPlan:
         events=events,
         training_instructions=instructions,
         closure=Closure(reason=draw(codes("rehab-closure-reason")), self_care_advice=draw(s.text), contact_info=draw(s.text)) if closed else None,
+        samtycke=draw(consents(orgs)),
     )
 
 

@@ -14,7 +14,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from mappings import terminology
-from mappings.models.common import BusinessId, Huvudman, LegalDomain, Model, NonEmpty, Organisation, PeriodUnit, Person, Staff, table_code
+from mappings.models.common import BusinessId, Huvudman, LegalDomain, Model, NonEmpty, Organisation, PeriodUnit, Person, SharingConsent, Staff, table_code
 
 
 def _aware(value: dt.datetime) -> dt.datetime:
@@ -200,6 +200,7 @@ class ImplementationPlan(Model):
     goals: list[PlanGoal] = Field(default_factory=list, json_schema_extra={"xml_item": "goal"})
     activities: list[PlannedActivity] = Field(min_length=1, json_schema_extra={"xml_item": "activity"})
     deliveries: list[DeliveryRecord] = Field(default_factory=list, json_schema_extra={"xml_item": "delivery"})
+    samtycke: SharingConsent | None = Field(default=None, description="consent to share the plan with another huvudman")
 
     @field_validator("deliveries")
     @classmethod
@@ -238,6 +239,7 @@ class ImplementationPlan(Model):
                     raise ValueError(f"record {r.record_id}: moved_from {r.moved_from} is replaced twice or by another activity")
                 replaced.add(r.moved_from)
         same_identifier_same_staff(self.staff())
+        same_identifier_same_organisation([self.utforare, *(self.samtycke.recipients if self.samtycke else [])])
         return self
 
     def staff(self) -> list[Staff]:

@@ -18,7 +18,7 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator, model_validator
 
 from mappings import terminology
-from mappings.models.common import BusinessId, Huvudman, LegalDomain, Model, NonEmpty, Organisation, Person, Staff, table_code
+from mappings.models.common import BusinessId, Huvudman, LegalDomain, Model, NonEmpty, Organisation, Person, SharingConsent, Staff, table_code
 from mappings.models.implementation_plan import (
     ActivityType,
     Frequency,
@@ -190,6 +190,7 @@ class RehabPlan(Model):
     events: list[LifecycleEvent] = Field(default_factory=list, json_schema_extra={"xml_item": "event"})
     training_instructions: list[TrainingInstruction] = Field(default_factory=list, json_schema_extra={"xml_item": "instruction"})
     closure: Closure | None = None
+    samtycke: SharingConsent | None = Field(default=None, description="consent to share the plan with another huvudman")
 
     @field_validator("events")
     @classmethod
@@ -252,6 +253,7 @@ class RehabPlan(Model):
         out = [self.organisation]
         out += [a.responsible_organisation for a in self.actions if a.responsible_organisation]
         out += [t.recipient for t in self.training_instructions]
+        out += self.samtycke.recipients if self.samtycke else []
         return out
 
 

@@ -268,3 +268,53 @@ def test_plan_persons_and_organisations_are_those_of_the_decisions() -> None:
         assert persons[plan.person.personnummer] == plan.person, path.name
         assert orgs[plan.utforare.hsa_id or plan.utforare.organisationsnummer] == plan.utforare, path.name
         assert all(a.basis.key in granted for a in plan.activities if a.basis), path.name
+
+
+# --- Consent to share the plan with the region (OSL 12 kap. 2 §) --------------------------------
+
+
+def test_consent_is_a_consent_resource_in_the_care_plans_supporting_info() -> None:
+    plan = load("elsa-trygg-hemgang.json")
+    bundle = implementation_plan.to_fhir(plan)
+    index = {e["fullUrl"]: e["resource"] for e in bundle["entry"]}
+    (consent,) = of_type(bundle, "Consent")
+    (care_plan,) = of_type(bundle, "CarePlan")
+    assert [index[r["reference"]] for r in care_plan["supportingInfo"]] == [consent]
+    assert consent["identifier"] == [{"system": systems.SID_CONSENT, "value": "TSH-GP-2026-0107-S1"}]
+    assert consent["provision"]["code"] == [{"coding": [{"system": systems.CS_CONSENT_INFORMATION, "code": "genomforandeplan", "display": "Genomförandeplan och hemtjänstens dokumentation"}]}]
+    assert consent["organization"] == [care_plan["author"]], "the utförare holds the consent"
+    recipients = [index[a["reference"]["reference"]] for a in consent["provision"]["actor"]]
+    assert [r["resourceType"] for r in recipients] == ["Organization"]
+    assert recipients[0]["identifier"][0] == {"system": systems.HSA_ID, "value": "SE2321000016-SODG"}
+    assert implementation_plan.from_fhir(bundle).samtycke == plan.samtycke
+    assert "supportingInfo" not in of_type(implementation_plan.to_fhir(plan.model_copy(update={"samtycke": None})), "CarePlan")[0]
+
+
+@pytest.mark.parametrize("path", FIXTURES, ids=lambda p: p.stem)
+def test_fixture_may_be_sent_to_the_region(path: Path) -> None:
+    """What `carebridge demo` checks before sending to the stand-in regional server: zero errors."""
+    from adapter.compliance import ValidationContext
+
+    bundle = conversion.bundle_of(conversion.read(path.read_bytes()))
+    outcome = validate(bundle, context=ValidationContext(receiver_huvudman="region"))
+    assert not has_errors(outcome), [i for i in outcome["issue"] if i["severity"] in ("error", "fatal")]
+
+
+MUNICIPAL = [p for p in FIXTURES if ImplementationPlan.model_validate_json(p.read_text("utf-8")).utforare.kind == "kommunal"]
+
+
+def test_there_are_municipal_plans_and_each_carries_consent() -> None:
+    assert MUNICIPAL
+    assert all(ImplementationPlan.model_validate_json(p.read_text("utf-8")).samtycke for p in MUNICIPAL)
+
+
+@pytest.mark.parametrize("path", MUNICIPAL, ids=lambda p: p.stem)
+def test_a_municipal_plan_without_consent_is_refused_by_the_consent_rule(path: Path) -> None:
+    from adapter.compliance import ValidationContext
+    from adapter.compliance.outcome import rule_of
+
+    plan = ImplementationPlan.model_validate_json(path.read_text("utf-8")).model_copy(update={"samtycke": None})
+    outcome = validate(implementation_plan.to_fhir(plan), context=ValidationContext(receiver_huvudman="region"))
+    assert {rule_of(i) for i in outcome["issue"] if i["severity"] == "error"} == {"se-consent"}
+    # within the kommun no consent is needed
+    assert not has_errors(validate(implementation_plan.to_fhir(plan), context=ValidationContext(receiver_huvudman="kommun")))

@@ -307,3 +307,67 @@ def test_staff_and_units_of_the_plans_are_the_same_in_every_fixture() -> None:
         walk(json.loads(path.read_text("utf-8")), everywhere, f"{path.parent.name}/{path.name}")
     clashes = {key: variants for key, variants in everywhere.items() if key in mine and len(variants) > 1}
     assert not clashes, clashes
+
+
+# --- Consent to share the plan with the region (OSL 12 kap. 2 §) --------------------------------
+
+
+def test_consent_is_a_consent_resource_in_the_care_plans_supporting_info() -> None:
+    plan = load("elsa-trygg-hemgang-rehab.json")
+    bundle = rehab_plan.to_fhir(plan)
+    index = {e["fullUrl"]: e["resource"] for e in bundle["entry"]}
+    (consent,) = of_type(bundle, "Consent")
+    (care_plan,) = of_type(bundle, "CarePlan")
+    info = care_plan["supportingInfo"]
+    assert [index[r["reference"]]["resourceType"] for r in info if "reference" in r] == ["ClinicalImpression", "Consent"]
+    assert index[info[-1]["reference"]] is consent
+    assert consent["provision"]["code"] == [{"coding": [{"system": systems.CS_CONSENT_INFORMATION, "code": "rehabiliteringsplan", "display": "Rehabiliteringsplan med bedömning, mål, åtgärder och uppföljning"}]}]
+    assert consent["organization"] == [care_plan["author"]], "the rehab unit holds the consent"
+    recipients = [index[a["reference"]["reference"]] for a in consent["provision"]["actor"]]
+    assert [(r["resourceType"], r["identifier"][0]["value"]) for r in recipients] == [("Organization", "SE2321000016-SODG")]
+    assert rehab_plan.from_fhir(bundle).samtycke == plan.samtycke
+    assert rehab_plan.from_fhir(as_read_back(bundle, seed=7)).samtycke == plan.samtycke
+
+
+def test_a_region_plan_going_to_the_region_carries_no_consent() -> None:
+    plan = load("astrid-primarvardsrehab-hoft.json")
+    assert plan.huvudman == "region" and plan.samtycke is None
+    assert not of_type(rehab_plan.to_fhir(plan), "Consent")
+
+
+@pytest.mark.parametrize("path", FIXTURES, ids=lambda p: p.stem)
+def test_fixture_may_be_sent_to_the_region(path: Path) -> None:
+    """What `carebridge demo` checks before sending to the stand-in regional server: zero errors."""
+    from adapter.compliance import ValidationContext
+
+    bundle = conversion.bundle_of(conversion.read(path.read_bytes()))
+    outcome = validate(bundle, context=ValidationContext(receiver_huvudman="region"))
+    assert not has_errors(outcome), [i for i in outcome["issue"] if i["severity"] in ("error", "fatal")]
+
+
+MUNICIPAL = [p for p in FIXTURES if RehabPlan.model_validate_json(p.read_text("utf-8")).organisation.kind == "kommunal"]
+
+
+def test_there_are_municipal_plans_and_each_carries_consent() -> None:
+    assert MUNICIPAL
+    assert all(RehabPlan.model_validate_json(p.read_text("utf-8")).samtycke for p in MUNICIPAL)
+
+
+@pytest.mark.parametrize("path", MUNICIPAL, ids=lambda p: p.stem)
+def test_a_municipal_plan_without_consent_is_refused_by_the_consent_rule(path: Path) -> None:
+    from adapter.compliance import ValidationContext
+    from adapter.compliance.outcome import rule_of
+
+    plan = RehabPlan.model_validate_json(path.read_text("utf-8")).model_copy(update={"samtycke": None})
+    outcome = validate(rehab_plan.to_fhir(plan), context=ValidationContext(receiver_huvudman="region"))
+    assert {rule_of(i) for i in outcome["issue"] if i["severity"] == "error"} == {"se-consent"}
+    assert not has_errors(validate(rehab_plan.to_fhir(plan), context=ValidationContext(receiver_huvudman="kommun")))
+
+
+def test_a_consent_that_does_not_cover_the_rehab_plan_is_out_of_scope() -> None:
+    from adapter.compliance import ValidationContext
+
+    bundle = rehab_plan.to_fhir(load("gustav-fallprevention.json"))
+    of_type(bundle, "Consent")[0]["provision"]["code"] = [{"coding": [{"system": systems.CS_CONSENT_INFORMATION, "code": "genomforandeplan"}]}]
+    outcome = validate(bundle, context=ValidationContext(receiver_huvudman="region"))
+    assert any("does not cover rehabiliteringsplan" in i["details"]["text"] for i in outcome["issue"] if i["severity"] == "error")
