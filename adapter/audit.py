@@ -101,29 +101,23 @@ def record(connection: Connection, event: dict[str, Any], *, action: str, person
            organisation: str | None = None, message_id: int | None = None,
            correlation_id: str | None = None) -> str:
     """Store an AuditEvent in the caller's transaction; returns its id."""
-    connection.execute(insert(audit_events).values(
-        id=event["id"], recorded=dt.datetime.fromisoformat(event["recorded"]), action=action,
-        outcome=event["outcome"], person_key=person_key, organisation=organisation, message_id=message_id,
-        correlation_id=correlation_id, resource=json.dumps(event, ensure_ascii=False)))
+    connection.execute(insert(audit_events), [row(event, action=action, person_key=person_key,
+                                                  organisation=organisation, message_id=message_id,
+                                                  correlation_id=correlation_id)])
     return str(event["id"])
 
 
-def record_many(connection: Connection, events_: list[dict[str, Any]]) -> None:
-    """Store several transfer AuditEvents (from ``transfer_event``) in the caller's transaction."""
-    rows = []
-    for event in events_:
-        keys = {i["system"]: i["value"] for e in event.get("entity", ()) for i in [e["what"].get("identifier", {})] if i}
-        detail = next((d["valueString"] for e in event.get("entity", ()) for d in e.get("detail", ())
-                       if d["type"] == "correlation-id"), None)
-        organisation = next((a["who"]["identifier"]["value"] for a in event["agent"]
-                             if a.get("role") and a["who"].get("identifier")), None)
-        message = keys.get(SID_OUTBOX_MESSAGE)
-        rows.append({"id": event["id"], "recorded": dt.datetime.fromisoformat(event["recorded"]),
-                     "action": next(c["code"] for c in event["subtype"] if c["system"] == CS_AUDIT_ACTION),
-                     "outcome": event["outcome"],
-                     "person_key": keys.get(SID_PERSON_KEY), "organisation": organisation,
-                     "message_id": int(message) if message else None, "correlation_id": detail or None,
-                     "resource": json.dumps(event, ensure_ascii=False)})
+def row(event: dict[str, Any], *, action: str, person_key: str | None, organisation: str | None,
+        message_id: int | None, correlation_id: str | None) -> dict[str, Any]:
+    """The ``audit_events`` row of an AuditEvent (for ``record_many``)."""
+    return {"id": event["id"], "recorded": dt.datetime.fromisoformat(event["recorded"]), "action": action,
+            "outcome": event["outcome"], "person_key": person_key, "organisation": organisation,
+            "message_id": message_id, "correlation_id": correlation_id,
+            "resource": json.dumps(event, ensure_ascii=False, separators=(",", ":"))}
+
+
+def record_many(connection: Connection, rows: list[dict[str, Any]]) -> None:
+    """Store several AuditEvents (rows made by ``row``) in the caller's transaction, in one statement."""
     if rows:
         connection.execute(insert(audit_events), rows)
 

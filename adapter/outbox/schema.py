@@ -52,8 +52,7 @@ messages = Table(
     Column("organisation", String(100)),  # HSA-id or organisationsnummer of the responsible organisation
     Column("correlation_id", String(64), nullable=False),
     Column("source", String(500)),  # where the document came from (file name, API request)
-    Column("payload", Text, nullable=False),  # the FHIR JSON to deliver
-    Column("payload_hash", String(64), nullable=False),
+    Column("payload_hash", String(64), nullable=False),  # SHA-256 of the payload (in outbox_payloads)
     Column("status", String(20), nullable=False),
     Column("attempts", Integer, nullable=False, default=0),
     Column("next_attempt_at", UtcDateTime, nullable=False),
@@ -67,6 +66,15 @@ messages = Table(
     Column("updated_at", UtcDateTime, nullable=False),
     UniqueConstraint("destination", "person_key", "seq", name="uq_outbox_person_seq"),
     Index("ix_outbox_due", "status", "destination", "next_attempt_at", "id"),
+)
+
+#: The payload of each message (FHIR JSON, or the input text of an unreadable document), kept apart so
+#: status and lease updates rewrite small rows.
+payloads = Table(
+    "outbox_payloads",
+    metadata,
+    Column("message_id", Key, ForeignKey("outbox_messages.id"), primary_key=True),
+    Column("payload", Text, nullable=False),
 )
 
 #: The server's (or the validator's) answer for every message that could not be delivered.

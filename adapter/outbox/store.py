@@ -30,7 +30,7 @@ from adapter import audit
 from adapter.config import DeliverySettings
 from adapter.outbox.db import reader
 from adapter.outbox.intake import UPDATE, Prepared, dump, prepare
-from adapter.outbox.schema import UtcDateTime, dead_letters, message_edits, messages, settings
+from adapter.outbox.schema import UtcDateTime, dead_letters, message_edits, messages, payloads, settings
 from adapter.outbox.subjects import Subject, person_key, subject_of
 
 PENDING, DELIVERED, DEAD, REJECTED, DISCARDED = "pending", "delivered", "dead", "rejected", "discarded"
@@ -71,6 +71,7 @@ def _statements() -> dict[str, Any]:
             updated_at=now).returning(*messages.c),
         "renew": update(messages).where(messages.c.id.in_(ids), messages.c.lease_owner == bindparam("owner"),
                                         messages.c.status == PENDING).values(lease_expires_at=expires),
+        "payloads": select(payloads.c.message_id, payloads.c.payload).where(payloads.c.message_id.in_(ids)),
         "held": select(messages.c.id).where(messages.c.id.in_(ids), messages.c.lease_owner == bindparam("owner"),
                                             messages.c.status == PENDING),
         "delivered": update(messages).where(messages.c.id == bindparam("mid")).values(
@@ -122,9 +123,11 @@ class Message:
         return json.loads(self.payload_text)
 
     @classmethod
-    def from_row(cls, row: Any) -> Message:
+    def from_row(cls, row: Any, payload: str | None = None) -> Message:
+        """A Message from an outbox_messages row (joined with its payload, or given it)."""
         m = row._mapping
-        return cls(**{f: m[f if f != "payload_text" else "payload"] for f in cls.__dataclass_fields__})
+        return cls(**{f: (m[f] if f != "payload_text" else (payload if payload is not None else m["payload"]))
+                      for f in cls.__dataclass_fields__})
 
 
 @dataclass
@@ -260,11 +263,13 @@ class Outbox:
                         rows.append(dict(
                             destination=destination, kind=p.kind, person_key=key, person_label=subject.label,
                             seq=last[key], organisation=subject.organisation, correlation_id=uuid.uuid4().hex,
-                            source=source, payload=p.raw, payload_hash=_sha256(p.raw),
+                            source=source, payload_hash=_sha256(p.raw),
                             status=PENDING if p.ok else REJECTED, attempts=0, next_attempt_at=now,
                             last_error=p.problem, created_at=now, updated_at=now))
                     ids = [r[0] for r in conn.execute(
                         insert(messages).returning(messages.c.id, sort_by_parameter_order=True), rows)]
+                    conn.execute(insert(payloads), [{"message_id": mid, "payload": p.raw}
+                                                    for mid, p in zip(ids, prepared)])
                     for mid, p, subject, key in zip(ids, prepared, subjects, keys):
                         if not p.ok:
                             self._record_rejection(conn, mid, p, destination, subject, key, actor)
@@ -279,12 +284,14 @@ class Outbox:
         now = utcnow()
         seq = conn.execute(select(func.coalesce(func.max(messages.c.seq), 0)).where(
             messages.c.destination == destination, messages.c.person_key == key)).scalar_one() + 1
-        return int(conn.execute(insert(messages).values(
+        message_id = int(conn.execute(insert(messages).values(
             destination=destination, kind=prepared.kind, person_key=key, person_label=subject.label, seq=seq,
             organisation=subject.organisation, correlation_id=uuid.uuid4().hex, source=source,
-            payload=prepared.raw, payload_hash=_sha256(prepared.raw), status=status, attempts=0,
+            payload_hash=_sha256(prepared.raw), status=status, attempts=0,
             next_attempt_at=now, last_error=prepared.problem, created_at=now, updated_at=now,
         ).returning(messages.c.id)).scalar_one())
+        conn.execute(insert(payloads).values(message_id=message_id, payload=prepared.raw))
+        return message_id
 
     def _record_rejection(self, conn: Connection, message_id: int, prepared: Prepared, destination: str,
                           subject: Subject, key: str, actor: str) -> None:
@@ -315,18 +322,32 @@ class Outbox:
         """Lease up to ``limit`` claimable messages to ``owner`` (at most one per person); counts a round each."""
         now = utcnow()
         params: dict[str, Any] = {"now": now, "destination": destination, "limit": limit}
+        with self._tx() as conn:
+            return self._claim_in(conn, owner, destination, limit, only)
+
+    def _claim_in(self, conn: Connection, owner: str, destination: str, limit: int,
+                  only: Iterable[int] | None) -> list[Message]:
+        now = utcnow()
+        params: dict[str, Any] = {"now": now, "destination": destination, "limit": limit}
         name = "claim"
         if only is not None:
             name, params["only"] = "claim_only", list(only)
-        query = _SQL[name + ("_pg" if self.postgres else "")]
+        ids = [row[0] for row in conn.execute(_SQL[name + ("_pg" if self.postgres else "")], params)]
+        if not ids:
+            return []
+        lease = {"ids": ids, "owner": owner, "now": now,
+                 "expires": now + dt.timedelta(seconds=self.settings.lease_seconds)}
+        rows = conn.execute(_SQL["lease"], lease).all()
+        texts = dict(conn.execute(_SQL["payloads"], {"ids": ids}).all())
+        return sorted((Message.from_row(r, texts[r.id]) for r in rows), key=lambda m: m.id)
+
+    def record_and_claim(self, owner: str, results: list[Result], destination: str, *, limit: int,
+                         only: Iterable[int] | None = None) -> tuple[list[int], list[Message]]:
+        """Record outcomes and lease the next messages in one transaction: (lost lease ids, claimed)."""
         with self._tx() as conn:
-            ids = [row[0] for row in conn.execute(query, params)]
-            if not ids:
-                return []
-            lease = {"ids": ids, "owner": owner, "now": now,
-                     "expires": now + dt.timedelta(seconds=self.settings.lease_seconds)}
-            rows = conn.execute(_SQL["lease"], lease).all()
-        return sorted((Message.from_row(r) for r in rows), key=lambda m: m.id)
+            lost = self._record_in(conn, owner, results) if results else []
+            claimed = self._claim_in(conn, owner, destination, limit, only) if limit > 0 else []
+        return lost, claimed
 
     def renew(self, owner: str, ids: Iterable[int]) -> int:
         """Extend the leases ``owner`` holds on these messages; returns how many it still holds."""
@@ -346,58 +367,64 @@ class Outbox:
         """
         if not results:
             return []
+        with self._tx() as conn:
+            return self._record_in(conn, owner, results)
+
+    def _record_in(self, conn: Connection, owner: str, results: list[Result]) -> list[int]:
         now = utcnow()
         ids = [r.message.id for r in results]
         held_query = _SQL["held"].with_for_update() if self.postgres else _SQL["held"]
-        with self._tx() as conn:
-            held = {row[0] for row in conn.execute(held_query, {"ids": ids, "owner": owner})}
-            delivered, events = [], []
-            for r in results:
-                m = r.message
-                if m.id not in held:
-                    continue
-                if r.outcome == DELIVERED:
-                    delivered.append({"mid": m.id, "now": now, "result": json.dumps(r.summary or {})})
-                    events.append(self._event(m, action="transfer", outcome=audit.SUCCESS, actor=owner,
-                                              text=f"delivered (HTTP {r.http_status})",
-                                              details={"http-status": str(r.http_status),
-                                                       "summary": json.dumps(r.summary or {})}))
-                elif r.outcome == RESCHEDULED:
-                    conn.execute(update(messages).where(messages.c.id == m.id).values(
-                        lease_owner=None, lease_expires_at=None, updated_at=now, last_error=r.error,
-                        next_attempt_at=now + dt.timedelta(seconds=r.delay)))
-                    events.append(self._event(m, action="transfer", outcome=audit.MINOR_FAILURE, actor=owner,
-                                              text=f"not delivered, retry in {r.delay:.0f} s: {r.error}",
-                                              details={"http-status": str(r.http_status or "")}))
-                elif r.outcome == DEAD:
-                    conn.execute(update(messages).where(messages.c.id == m.id).values(
-                        lease_owner=None, lease_expires_at=None, updated_at=now, status=DEAD, last_error=r.error,
-                        hold_until=now + dt.timedelta(seconds=self.settings.dead_letter_hold)))
-                    conn.execute(insert(dead_letters).values(
-                        message_id=m.id, stage=r.stage or "delivery", http_status=r.http_status,
-                        outcome=json.dumps(r.outcome_resource) if r.outcome_resource else None,
-                        error=r.error or "", payload=m.payload_text, created_at=now))
-                    events.append(self._event(m, action="transfer", outcome=audit.SERIOUS_FAILURE, actor=owner,
-                                              text=f"dead letter ({r.stage}): {r.error}",
-                                              details={"http-status": str(r.http_status or "")}))
-                elif r.outcome == RELEASED:
-                    conn.execute(update(messages).where(messages.c.id == m.id).values(
-                        lease_owner=None, lease_expires_at=None, updated_at=now, attempts=messages.c.attempts - 1))
-            if delivered:
-                conn.execute(_SQL["delivered"], delivered)
-            if events:
-                audit.record_many(conn, events)
+        held = {row[0] for row in conn.execute(held_query, {"ids": ids, "owner": owner})}
+        delivered, events = [], []
+        for r in results:
+            m = r.message
+            if m.id not in held:
+                continue
+            if r.outcome == DELIVERED:
+                summary = json.dumps(r.summary or {})
+                delivered.append({"mid": m.id, "now": now, "result": summary})
+                events.append(self._event(m, action="transfer", outcome=audit.SUCCESS, actor=owner,
+                                          text=f"delivered (HTTP {r.http_status})",
+                                          details={"http-status": str(r.http_status), "summary": summary}))
+            elif r.outcome == RESCHEDULED:
+                conn.execute(update(messages).where(messages.c.id == m.id).values(
+                    lease_owner=None, lease_expires_at=None, updated_at=now, last_error=r.error,
+                    next_attempt_at=now + dt.timedelta(seconds=r.delay)))
+                events.append(self._event(m, action="transfer", outcome=audit.MINOR_FAILURE, actor=owner,
+                                          text=f"not delivered, retry in {r.delay:.0f} s: {r.error}",
+                                          details={"http-status": str(r.http_status or "")}))
+            elif r.outcome == DEAD:
+                conn.execute(update(messages).where(messages.c.id == m.id).values(
+                    lease_owner=None, lease_expires_at=None, updated_at=now, status=DEAD, last_error=r.error,
+                    hold_until=now + dt.timedelta(seconds=self.settings.dead_letter_hold)))
+                conn.execute(insert(dead_letters).values(
+                    message_id=m.id, stage=r.stage or "delivery", http_status=r.http_status,
+                    outcome=json.dumps(r.outcome_resource) if r.outcome_resource else None,
+                    error=r.error or "", payload=m.payload_text, created_at=now))
+                events.append(self._event(m, action="transfer", outcome=audit.SERIOUS_FAILURE, actor=owner,
+                                          text=f"dead letter ({r.stage}): {r.error}",
+                                          details={"http-status": str(r.http_status or "")}))
+            elif r.outcome == RELEASED:
+                conn.execute(update(messages).where(messages.c.id == m.id).values(
+                    lease_owner=None, lease_expires_at=None, updated_at=now, attempts=messages.c.attempts - 1))
+        if delivered:
+            conn.execute(_SQL["delivered"], delivered)
+        if events:
+            audit.record_many(conn, events)
         return [i for i in ids if i not in held]
 
     def _event(self, message: Message, *, action: str, outcome: str, text: str, actor: str,
                details: dict[str, str] | None = None) -> dict[str, Any]:
+        """The ``audit_events`` row of an AuditEvent about this message."""
         from mappings.identifiers import mask_text
 
-        return audit.transfer_event(
+        event = audit.transfer_event(
             action=action, outcome=outcome, outcome_text=mask_text(text),
             interaction="update" if message.kind == UPDATE else "transaction", destination=message.destination,
             person_key=message.person_key, person_label=message.person_label, organisation=message.organisation,
             message_id=message.id, correlation_id=message.correlation_id, actor=actor, details=details)
+        return audit.row(event, action=action, person_key=message.person_key, organisation=message.organisation,
+                         message_id=message.id, correlation_id=message.correlation_id)
 
     def _audit_message(self, conn: Connection, message: Message, *, action: str, outcome: str, text: str,
                        actor: str = "carebridge", details: dict[str, str] | None = None) -> None:
@@ -454,7 +481,9 @@ class Outbox:
                     kind = msg.kind
                     if prepared is not None and subject is not None and key is not None:
                         kind = prepared.kind
-                        values.update(payload=prepared.raw, payload_hash=_sha256(prepared.raw), kind=prepared.kind,
+                        conn.execute(update(payloads).where(payloads.c.message_id == message_id).values(
+                            payload=prepared.raw))
+                        values.update(payload_hash=_sha256(prepared.raw), kind=prepared.kind,
                                       person_key=key, person_label=subject.label, organisation=subject.organisation)
                         if key != msg.person_key:  # the edit names another person: join the end of their queue
                             values["seq"] = conn.execute(select(func.coalesce(func.max(messages.c.seq), 0)).where(
@@ -499,9 +528,9 @@ class Outbox:
         return open_ids[-1] if open_ids else None
 
     def _get(self, conn: Connection, message_id: int, *, for_update: bool = False) -> Message:
-        query = select(messages).where(messages.c.id == message_id)
+        query = _with_payload().where(messages.c.id == message_id)
         if for_update and self.postgres:
-            query = query.with_for_update()
+            query = query.with_for_update(of=messages)
         row = conn.execute(query).first()
         if row is None:
             raise NotReplayable(f"no message {message_id}")
@@ -517,7 +546,7 @@ class Outbox:
     def list(self, *, status: str | None = None, destination: str | None = None, ids: Iterable[int] | None = None,
              limit: int = 100) -> list[Message]:
         """Messages, oldest first, filtered by status, destination or ids."""
-        query = select(messages).order_by(messages.c.id).limit(limit)
+        query = _with_payload().order_by(messages.c.id).limit(limit)
         if status:
             query = query.where(messages.c.status == status)
         if destination:
@@ -600,6 +629,11 @@ class Outbox:
     def payload_of(self, message_id: int) -> str:
         """The stored payload text of a message."""
         return self.get(message_id).payload_text
+
+
+def _with_payload():  # type: ignore[no-untyped-def]
+    """SELECT of messages joined with their payloads."""
+    return select(messages, payloads.c.payload).join(payloads, payloads.c.message_id == messages.c.id)
 
 
 def _parse_time(value: Any) -> dt.datetime | None:

@@ -2,9 +2,9 @@
 
 One worker process runs a small pipeline around the outbox:
 
-- a *claimer* leases batches of claimable messages (the head of each person's queue);
-- ``concurrency`` *senders* deliver them through the shared Gateway (one round each);
-- a *recorder* commits the outcomes in batches, each with its AuditEvent, in one transaction;
+- ``concurrency`` *senders* deliver claimed messages through the shared Gateway (one round each);
+- a *bookkeeper* commits their outcomes in batches (each with its AuditEvent) and, in the same
+  transaction, leases the next claimable messages (the head of each person's queue);
 - a *heartbeat* renews the leases of everything claimed and not yet recorded.
 
 Any number of worker processes may serve one outbox. A worker that dies (even by SIGKILL) loses
@@ -76,7 +76,6 @@ class Worker:
         self.on_outcome = on_outcome
         self.report = Report()
         self._stop = threading.Event()
-        self._progress = threading.Event()
         self._idle = threading.Event()  # the claimer found nothing to take with nothing claimed
         self._lock = threading.Lock()
         self._claimed: set[int] = set()
@@ -89,7 +88,6 @@ class Worker:
     def stop(self) -> None:
         """Finish the rounds under way (without further retries), record them and return from ``run``."""
         self._stop.set()
-        self._progress.set()
         self.gateway.interrupt()
 
     def run(self, *, until_empty: bool = False, only: Iterable[int] | None = None) -> Report:
@@ -98,10 +96,10 @@ class Worker:
         only_ids = set(only) if only is not None else None
         senders = [threading.Thread(target=self._send_loop, name=f"sender-{n}", daemon=True)
                    for n in range(self.concurrency)]
-        helpers = [threading.Thread(target=self._claim_loop, args=(only_ids,), name="claimer", daemon=True),
-                   threading.Thread(target=self._heartbeat, name="lease-heartbeat", daemon=True)]
-        recorder = threading.Thread(target=self._record_loop, name="recorder", daemon=True)
-        for t in [*senders, *helpers, recorder]:
+        bookkeeper = threading.Thread(target=self._book_loop, args=(only_ids, senders), name="bookkeeper",
+                                      daemon=True)
+        heartbeat = threading.Thread(target=self._heartbeat, name="lease-heartbeat", daemon=True)
+        for t in [*senders, bookkeeper, heartbeat]:
             t.start()
         try:
             while not self._stop.is_set():
@@ -110,18 +108,16 @@ class Worker:
                 self._stop.wait(self.poll)
         finally:
             self._stop.set()
-            self._progress.set()
-            for t in helpers:
-                t.join()
             self._release_unstarted()
             for t in senders:
                 t.join()
-            recorder.join()
+            bookkeeper.join()
+            heartbeat.join()
         return self.report
 
     def _finished(self, only: set[int] | None) -> bool:
         """Nothing claimed here, and nothing due or leased elsewhere (``only``: nothing that can move now)."""
-        if not self._idle.is_set():  # the claimer is busy: no need to ask the database
+        if not self._idle.is_set():  # the bookkeeper is busy: no need to ask the database
             return False
         with self._lock:
             if self._claimed:
@@ -133,43 +129,6 @@ class Worker:
 
     # --- the pipeline -----------------------------------------------------------------------
 
-    def _claim_loop(self, only: set[int] | None) -> None:
-        idle = self.poll
-        while not self._stop.is_set():
-            breaker = self.gateway.breaker
-            if breaker.is_open:
-                self._stop.wait(min(1.0, max(0.05, breaker.open_until - time.monotonic())))
-                continue
-            with self._lock:
-                room = self.batch - len(self._claimed)
-            # Refill in chunks (fewer, larger claims) unless the senders are about to run dry.
-            if room < max(1, self.batch // 2) and self._work.qsize() >= self.concurrency:
-                room = 0
-            claimed: list[Message] = []
-            if room > 0:
-                try:
-                    claimed = self.outbox.claim(self.owner, self.destination, limit=room, only=only)
-                except Exception:  # noqa: BLE001 - e.g. the database restarting: wait and try again
-                    log.exception("claim failed")
-                    self._stop.wait(1.0)
-                    continue
-            if claimed:
-                self._idle.clear()
-                with self._lock:
-                    self._claimed.update(m.id for m in claimed)
-                for m in claimed:
-                    self._work.put(m)
-                idle = self.poll
-                continue
-            with self._lock:
-                if room > 0 and not self._claimed:
-                    self._idle.set()
-            # Nothing to take (or no room): wait for a recorded outcome, or poll for new and due messages.
-            self._progress.wait(idle * random.uniform(0.5, 1.0) if room > 0 else 1.0)
-            self._progress.clear()
-            if room > 0:
-                idle = min(idle * 2, 2.0)
-
     def _send_loop(self) -> None:
         while True:
             try:
@@ -180,43 +139,78 @@ class Worker:
                 continue
             self._results.put(self.attempt(message))
 
-    def _record_loop(self) -> None:
-        senders_done = False
+    def _book_loop(self, only: set[int] | None, senders: list[threading.Thread]) -> None:
+        """Record outcomes and claim the next messages, together, until stopped and everything is recorded."""
+        idle, dry = self.poll, False  # dry: the last claim found nothing claimable
+        half = max(1, self.batch // 2)
         while True:
-            try:
-                batch = [self._results.get(timeout=0.05)]
-            except queue.Empty:
-                if self._stop.is_set():
-                    if senders_done:
-                        return
-                    senders_done = not any(t.name.startswith("sender-") and t.is_alive() for t in threading.enumerate())
+            stopping = self._stop.is_set()
+            with self._lock:
+                claimed = len(self._claimed)
+            if stopping and claimed == 0:
+                return
+            hungry = not stopping and not dry and self._work.qsize() < self.concurrency
+            batch = self._collect(claimed, hungry)
+            room = 0 if stopping or self.gateway.breaker.is_open else self.batch - (claimed - len(batch))
+            # Claim when the senders need work, in chunks otherwise, and after outcomes that may have
+            # made a person's next message claimable.
+            limit = room if room > 0 and (hungry or room >= half or (dry and batch)) else 0
+            if not batch and limit == 0:
+                if stopping and not any(t.is_alive() for t in senders) and self._results.empty():
+                    return  # nothing more will come back
+                if self.gateway.breaker.is_open:
+                    self._stop.wait(min(1.0, max(0.05, self.gateway.breaker.open_until - time.monotonic())))
                 continue
-            # Linger a moment so one transaction records several outcomes, but not when nothing else is
-            # under way (a lone message, the tail of a run): then there is nothing to wait for.
+            try:
+                lost, new = self.outbox.record_and_claim(self.owner, batch, self.destination, limit=limit, only=only)
+            except Exception:  # noqa: BLE001 - e.g. the database restarting: keep the outcomes, try again
+                log.exception("could not record outcomes or claim messages")
+                for r in batch:
+                    self._results.put(r)
+                self._stop.wait(1.0)
+                continue
+            self._recorded(batch, set(lost))
+            if new:
+                dry, idle = False, self.poll
+                self._idle.clear()
+                with self._lock:
+                    self._claimed.update(m.id for m in new)
+                for m in new:
+                    self._work.put(m)
+            elif limit > 0:
+                dry = True
+                if claimed - len(batch) <= 0:  # nothing under way and nothing to take: poll, backing off
+                    self._idle.set()
+                    self._stop.wait(idle * random.uniform(0.5, 1.0))
+                    idle = min(idle * 2, 2.0)
+
+    def _collect(self, claimed: int, hungry: bool) -> list[Result]:
+        """Outcomes to record now: wait for the first (unless senders need work or nothing is under way),
+        linger briefly for more while other messages are under way, then take whatever else is ready."""
+        batch: list[Result] = []
+        if claimed > 0 and not hungry:
+            try:
+                batch.append(self._results.get(timeout=0.1))
+            except queue.Empty:
+                return batch
             deadline = time.monotonic() + RECORD_LINGER
             while len(batch) < max(1, self.batch // 2):
-                with self._lock:
-                    others = len(self._claimed) - len(batch) - self._results.qsize()
                 wait = deadline - time.monotonic()
-                if others <= 0 or wait <= 0:
+                if claimed - len(batch) - self._results.qsize() <= 0 or wait <= 0:
                     break
                 try:
                     batch.append(self._results.get(timeout=min(wait, 0.005)))
                 except queue.Empty:
                     continue
-            while len(batch) < 500:  # and whatever else is ready
-                try:
-                    batch.append(self._results.get_nowait())
-                except queue.Empty:
-                    break
-            self._record(batch)
+        while len(batch) < 500:
+            try:
+                batch.append(self._results.get_nowait())
+            except queue.Empty:
+                break
+        return batch
 
-    def _record(self, batch: list[Result]) -> None:
-        try:
-            lost = set(self.outbox.record(self.owner, batch))
-        except Exception:  # noqa: BLE001 - unrecorded: the leases expire and the messages are delivered again
-            log.exception("could not record delivery outcomes", extra={"messages": [r.message.id for r in batch]})
-            lost = {r.message.id for r in batch}
+    def _recorded(self, batch: list[Result], lost: set[int]) -> None:
+        """Book-keeping after outcomes were committed: counts, callbacks, metrics, the claimed set."""
         for r in batch:
             outcome = LOST if r.message.id in lost else r.outcome
             if outcome == LOST:
@@ -228,7 +222,10 @@ class Worker:
                 self.report.add(r.message.id, outcome)
             if self.on_outcome:
                 self.on_outcome(r.message, outcome)
-        self._progress.set()
+
+    def _record(self, batch: list[Result]) -> None:
+        """Record outcomes now (outside ``run``)."""
+        self._recorded(batch, set(self.outbox.record(self.owner, batch)))
 
     def _release_unstarted(self) -> None:
         """Give back messages claimed but not yet started (shutting down)."""
