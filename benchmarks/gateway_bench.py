@@ -4,8 +4,9 @@ Medplum's in-memory FHIR router in the same run.
     carebridge bench gateway -- --documents 1000 --persons 250 --concurrency 4 --rounds 5
     python benchmarks/gateway_bench.py --documents 1000
 
-Each side gets a fresh Medplum server per round (same cold start, same empty repository) and the
-same transaction Bundles, converted and validated beforehand:
+Each side gets a fresh Medplum server per round, warmed up with ``--warm-up`` other documents
+(same JIT state, same repository size), and the same transaction Bundles, converted and validated
+beforehand:
 
 - plain: ``concurrency`` threads POST the Bundles with one shared ``httpx.Client``;
 - carebridge: the Bundles are enqueued in the outbox (one transaction each: per-person sequence,
@@ -44,11 +45,11 @@ BUDGET = 0.20
 TYPES = ("Patient", "Organization", "Practitioner", "ServiceRequest", "Goal", "CarePlan", "Task", "Provenance")
 
 
-def documents(n: int, persons: int) -> list[bytes]:
+def documents(n: int, persons: int, tag: str = "BENCH") -> list[bytes]:
     """``n`` decision documents made from the fixtures (unique ids; ``persons`` persons round robin)."""
     from tests.gateway.payloads import decisions
 
-    return decisions("BENCH", n, persons)
+    return decisions(tag, n, persons)
 
 
 def prepare_all(docs: list[bytes]) -> tuple[list[Any], float]:
@@ -62,6 +63,15 @@ def prepare_all(docs: list[bytes]) -> tuple[list[Any], float]:
     if bad:
         raise SystemExit(f"benchmark documents do not validate: {bad[0]}")
     return prepared, elapsed
+
+
+def warm_up(base_url: str, bundles: list[dict[str, Any]]) -> None:
+    """Load some other documents first, so node's JIT is warm for whichever side is measured."""
+    import httpx
+
+    with httpx.Client(base_url=base_url, timeout=60.0) as client:
+        for bundle in bundles:
+            client.post("", json=bundle, headers={"Content-Type": "application/fhir+json"}).raise_for_status()
 
 
 def plain(base_url: str, bundles: list[dict[str, Any]], concurrency: int) -> tuple[float, float]:
@@ -131,6 +141,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--persons", type=int, default=250, help="persons they concern (default 250)")
     parser.add_argument("--concurrency", type=int, default=4, help="threads on each side (default 4)")
     parser.add_argument("--rounds", type=int, default=5, help="rounds, each running both sides (default 5)")
+    parser.add_argument("--warm-up", type=int, default=100, metavar="N",
+                        help="other documents loaded into each fresh server before timing (default 100)")
     parser.add_argument("--db", metavar="URL", help="outbox database (default: a fresh SQLite file per round)")
     parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
     parser.add_argument("--check", action="store_true", help=f"exit 1 when the overhead exceeds {BUDGET:.0%}")
@@ -143,6 +155,8 @@ def main(argv: list[str] | None = None) -> int:
     docs = documents(args.documents, args.persons)
     prepared, intake_s = prepare_all(docs)
     bundles = [p.payload for p in prepared]
+    warm, _ = prepare_all(documents(args.warm_up, max(1, args.warm_up // 4), "WARM")) if args.warm_up else ([], 0)
+    warm_bundles = [p.payload for p in warm]
     types = tuple(sorted(set(TYPES) | {e["resource"]["resourceType"] for b in bundles for e in b["entry"]}))
     entries = sum(len(b["entry"]) for b in bundles)
     print(f"{len(docs)} decision documents for {args.persons} persons: {entries} transaction entries; "
@@ -156,6 +170,8 @@ def main(argv: list[str] | None = None) -> int:
             order = ("plain", "carebridge") if r % 2 == 0 else ("carebridge", "plain")
             for side in order:
                 with start_medplum(Path(tmp) / f"{side}-{r}") as server:
+                    warm_up(server.base_url, warm_bundles)
+                    before = created(server.base_url, types)
                     if side == "plain":
                         wall, cpu = plain(server.base_url, bundles, args.concurrency)
                         results["plain"].append(wall)
@@ -167,7 +183,8 @@ def main(argv: list[str] | None = None) -> int:
                         results["enqueue"].append(enq)
                         results["deliver"].append(dlv)
                         results["carebridge_cpu"].append(cpu)
-                    resources[side] = created(server.base_url, types)
+                    after = created(server.base_url, types)
+                    resources[side] = {t: after[t] - before[t] for t in types}
                 print(f"round {r + 1} {side:10} {results[side][-1]:7.2f} s wall, "
                       f"{results[side + '_cpu'][-1]:6.2f} s CPU in this process", flush=True)
     if resources["plain"] != resources["carebridge"]:
