@@ -50,11 +50,3 @@ def token_url(capability: dict[str, Any]) -> str | None:
                         return inner.get("valueUri")
     return None
 
-
-def versioned_updates(capability: dict[str, Any], resource_type: str) -> bool:
-    """True when the server declares versioned updates (If-Match) for a resource type."""
-    for rest in capability.get("rest", ()):
-        for res in rest.get("resource", ()):
-            if res.get("type") == resource_type:
-                return res.get("versioning") == "versioned-update"
-    return False

@@ -29,7 +29,7 @@ from sqlalchemy.exc import IntegrityError
 from adapter import audit
 from adapter.config import DeliverySettings
 from adapter.outbox.db import reader
-from adapter.outbox.intake import UPDATE, Prepared, dump, prepare
+from adapter.outbox.intake import UPDATE, Prepared, prepare
 from adapter.outbox.schema import UtcDateTime, dead_letters, message_edits, messages, payloads, settings
 from adapter.outbox.subjects import Subject, person_key, subject_of
 
@@ -577,12 +577,6 @@ class Outbox:
             return [dict(r._mapping) for r in conn.execute(
                 select(message_edits).where(message_edits.c.message_id == message_id).order_by(message_edits.c.id))]
 
-    def statuses(self, ids: Iterable[int]) -> dict[int, str]:
-        """The status of each of these messages."""
-        with reader(self.engine) as conn:
-            return {r[0]: r[1] for r in conn.execute(
-                select(messages.c.id, messages.c.status).where(messages.c.id.in_(list(ids))))}
-
     def waiting(self, destination: str, *, only: Iterable[int] | None = None) -> dict[str, int]:
         """Pending messages by what they wait for.
 
@@ -610,14 +604,6 @@ class Outbox:
             counts["due"] = conn.execute(base).scalar_one() - sum(counts.values())
         return counts
 
-    def leased_elsewhere(self, owner: str, ids: Iterable[int]) -> int:
-        """How many of these pending messages another worker holds a live lease on."""
-        now = utcnow()
-        with reader(self.engine) as conn:
-            return conn.execute(select(func.count()).select_from(messages).where(
-                messages.c.id.in_(list(ids)), messages.c.status == PENDING, messages.c.lease_owner != owner,
-                messages.c.lease_expires_at > now)).scalar_one()
-
     def depth(self) -> list[dict[str, Any]]:
         """Per destination and status: message count and the oldest message's creation time."""
         query = select(messages.c.destination, messages.c.status, func.count(), func.min(messages.c.created_at)).group_by(
@@ -625,10 +611,6 @@ class Outbox:
         with reader(self.engine) as conn:
             return [{"destination": d, "status": s, "count": n, "oldest": _parse_time(o)}
                     for d, s, n, o in conn.execute(query)]
-
-    def payload_of(self, message_id: int) -> str:
-        """The stored payload text of a message."""
-        return self.get(message_id).payload_text
 
 
 def _with_payload():  # type: ignore[no-untyped-def]
@@ -643,7 +625,3 @@ def _parse_time(value: Any) -> dt.datetime | None:
     parsed = dt.datetime.fromisoformat(str(value))
     return parsed.replace(tzinfo=dt.timezone.utc) if parsed.tzinfo is None else parsed
 
-
-def dumps(payload: dict[str, Any]) -> str:
-    """The stored text of a payload (re-exported for callers that enqueue ready payloads)."""
-    return dump(payload)

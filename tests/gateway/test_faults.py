@@ -167,7 +167,7 @@ def test_replayed_dead_letter_is_delivered(fhir_server: RunningServer, tag: str,
     """After the server's problem is fixed, a replay delivers the dead letter and its held successors, in order."""
     docs = decisions(tag, 6, persons=2)
     sent = bundles(docs)
-    plan = fp.Script([fp.Reply(409 + 13, (), None)], lambda r: is_transaction(r) and sent[0]["id"].encode() in r.body)
+    plan = fp.Script([fp.Reply(422, (), None)], lambda r: is_transaction(r) and sent[0]["id"].encode() in r.body)
     with fp.FaultProxy(fhir_server.base_url, plan) as proxy:
         outbox = Outbox.open(sqlite_url, settings())
         ids = [outbox.accept(doc, proxy.base_url).message_id for doc in docs]
@@ -179,4 +179,20 @@ def test_replayed_dead_letter_is_delivered(fhir_server: RunningServer, tag: str,
             Worker(outbox, gateway, poll=0.05).run(until_empty=True)
         assert {m.status for m in outbox.list(limit=100)} == {DELIVERED}
         assert_in_order_per_person(proxy, sent)
+    outbox.close()
+
+
+def test_circuit_breaker_opens_and_the_queue_recovers(medplum_server: RunningServer, tag: str, sqlite_url: str) -> None:
+    """Repeated 503s open the destination's breaker (requests stop); after the cooldown a probe closes it."""
+    docs = decisions(tag, 6, persons=6)
+    plan = fp.Script([fp.unavailable()] * 8, is_transaction)
+    outbox, proxy = run_through_proxy(medplum_server, docs, sqlite_url, plan,
+                                      {"breaker_failures": 3, "breaker_cooldown": 0.5}, concurrency=2)
+    assert {m.status for m in outbox.list(limit=100)} == {DELIVERED}
+    from adapter import audit
+
+    with outbox.engine.connect() as conn:
+        texts = [e["outcomeDesc"] for e in audit.events(conn, limit=1000)]
+    assert any("circuit open" in t for t in texts), texts
+    assert proxy.actions["reply-503"] == 8
     outbox.close()
