@@ -1,4 +1,9 @@
-"""Fixtures of the gateway suite: fast delivery settings, outbox databases (SQLite, PostgreSQL), tags."""
+"""Fixtures of the gateway suite: its own servers, fast delivery settings, outbox databases, tags.
+
+The gateway suite loads thousands of resources. It runs against SEKMET and Medplum servers of its own
+(same names as the session fixtures in tests/conftest.py, package scope) so that volume never reaches
+the servers the other suites share, and their data never reaches these.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,8 @@ from pathlib import Path
 import pytest
 
 from adapter.config import DeliverySettings
+from adapter.standin import RunningServer
+from tests.conftest import _start_or_fail
 
 #: PostgreSQL server the suite uses (trust auth on this machine; .ci/run starts it).
 PG_ADMIN_URL = os.environ.get("CAREBRIDGE_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
@@ -22,6 +29,28 @@ FAST = DeliverySettings(
     dead_letter_hold=60.0, breaker_failures=1000, breaker_cooldown=1.0, rate_limit=0.0, rate_burst=10,
     connect_timeout=2.0, read_timeout=5.0,
 )
+
+
+@pytest.fixture(scope="package")
+def sekmet_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    """A SEKMET server for the gateway suite only."""
+    server = _start_or_fail("sekmet", tmp_path_factory.mktemp("gateway-sekmet"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="package")
+def medplum_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    """A Medplum server for the gateway suite only."""
+    server = _start_or_fail("medplum", tmp_path_factory.mktemp("gateway-medplum"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="package", params=["sekmet", "medplum"])
+def fhir_server(request: pytest.FixtureRequest) -> RunningServer:
+    """Each of the gateway suite's servers in turn (ids ``sekmet``, ``medplum``)."""
+    return request.getfixturevalue(f"{request.param}_server")
 
 
 @pytest.fixture

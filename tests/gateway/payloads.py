@@ -16,7 +16,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from adapter.standin import REPO_ROOT, count
-from mappings.identifiers import with_check_digit
+from mappings.identifiers import luhn_ok, with_check_digit
 
 FIXTURES = sorted((REPO_ROOT / "fixtures" / "decision").glob("*.json"))
 
@@ -28,7 +28,17 @@ def personnummer(rng: random.Random) -> str:
 
 
 #: Fields holding business identifiers that are free text (they get the tag appended).
-TAGGED_FIELDS = ("hsa_id", "local_id", "consent_id")
+TAGGED_FIELDS = ("hsa_id", "local_id", "consent_id", "case_number")
+
+
+def organisationsnummer_for(original: str, tag: str) -> str:
+    """A valid organisationsnummer (third digit at least 2, Luhn digit) standing in for ``original`` in this run,
+    so no generated Organization shares an identifier with the fixtures' or another run's."""
+    import hashlib
+
+    digits = str(int(hashlib.sha256(f"{tag}|{original}".encode()).hexdigest(), 16))[:8]
+    body = f"{digits[0]}{digits[1]}{2 + int(digits[2]) % 8}{digits[3:8]}0"[:9]
+    return next(body + c for c in "0123456789" if luhn_ok(body + c))
 
 
 def _tag_ids(value: Any, tag: str) -> Any:
@@ -39,8 +49,11 @@ def _tag_ids(value: Any, tag: str) -> Any:
     if not isinstance(value, dict):
         return value
     out = {k: _tag_ids(v, tag) for k, v in value.items()}
-    if "organisationsnummer" in out and "name" in out and not out.get("hsa_id"):
-        out["hsa_id"] = f"SE{out['organisationsnummer']}-X"
+    if isinstance(out.get("organisationsnummer"), str) and "name" in out:
+        original = out["organisationsnummer"]
+        out["organisationsnummer"] = organisationsnummer_for(original, tag)
+        if not out.get("hsa_id"):
+            out["hsa_id"] = f"SE{original}-X"
     for key in TAGGED_FIELDS:
         if isinstance(out.get(key), str):
             out[key] = f"{out[key]}{'-' if key == 'local_id' else ''}{tag}"
