@@ -1,10 +1,18 @@
 """`carebridge demo`: the main job on embedded defaults.
 
 Starts a local stand-in regional FHIR server (SEKMET, simulator off) unless `--server` is
-given, and for every fixture: converts it to FHIR, validates it (fail closed), sends the
-transaction Bundle, sends it again (which must create nothing), reads every resource back
-from the server, decodes them into the canonical model and compares with the source.
-Prints a summary table; exits 1 if anything failed.
+given, opens an outbox in a temporary SQLite database, and for every fixture:
+
+- documents (decisions, plans, SIPs): convert to FHIR, validate as a transfer to the region
+  (fail closed), enqueue, deliver through the retrying gateway, enqueue and deliver again
+  (which must create nothing), then find every resource on the server by its business key
+  (exactly one each), decode them into the canonical model and compare with the source;
+- discharge-process messages: play the hospital and hand each message to carebridge's own
+  receiver (the municipality's end): it must answer ok, pause or resume the person's provider
+  Tasks on the regional server, and answer a resend with the same acknowledgement, changing
+  nothing.
+
+Prints a summary table; exits 1 if anything failed, 2 if nothing could start.
 """
 
 from __future__ import annotations
@@ -38,6 +46,7 @@ class Outcome:
     resend_created: int = -1
     valid: bool = False
     round_trip: bool = False
+    note: str = ""
     problem: str = ""
     issues: list[str] = field(default_factory=list)
 
@@ -47,96 +56,179 @@ class Outcome:
 
 
 def run(args: argparse.Namespace) -> int:
-    fixtures = sorted(p for p in Path(args.fixtures).glob("*/*.json"))
+    fixtures = sorted(Path(args.fixtures).glob("*/*.json"))
     if not fixtures:
         print(f"carebridge demo: no fixtures under {args.fixtures}", file=sys.stderr)
         return 2
-    if args.server:
-        return _report(_run_all(args.server.rstrip("/"), fixtures, args.receiver_huvudman), args.server)
-    from adapter.standin import StandinError, start_sekmet
-
     with tempfile.TemporaryDirectory(prefix="carebridge-demo-") as tmp:
+        if args.server:
+            return _run(args.server.rstrip("/"), Path(tmp), fixtures, args.receiver_huvudman)
+        from adapter.standin import StandinError, start_sekmet
+
         try:
-            server = start_sekmet(Path(tmp))
+            server = start_sekmet(Path(tmp) / "sekmet")
         except StandinError as exc:
             print(f"carebridge demo: {exc}", file=sys.stderr)
             return 2
         with server:
             print(f"stand-in regional FHIR server (SEKMET) at {server.base_url}")
-            return _report(_run_all(server.base_url, fixtures, args.receiver_huvudman), server.base_url)
+            return _run(server.base_url, Path(tmp), fixtures, args.receiver_huvudman)
 
 
-def _run_all(base_url: str, fixtures: list[Path], receiver_huvudman: str) -> list[Outcome]:
-    import httpx
-
+def _run(base_url: str, workdir: Path, fixtures: list[Path], receiver_huvudman: str) -> int:
     from adapter.compliance import ValidationContext
+    from adapter.gateway import Gateway, UnsuitableServer
+    from adapter.outbox import Outbox
 
-    context = ValidationContext(receiver_huvudman=receiver_huvudman)
-    with httpx.Client(base_url=base_url, timeout=30.0, headers={"Accept": "application/fhir+json"}) as client:
-        return [_run_one(client, path, context) for path in fixtures]
-
-
-def _run_one(client, path: Path, context) -> Outcome:
-    from adapter import conversion
-    from adapter.compliance import has_errors, validate
-
-    out = Outcome(fixture=f"{path.parent.name}/{path.name}")
+    gateway = Gateway(base_url)
     try:
-        doc = conversion.read(path.read_bytes())
-        model = conversion.model_of(doc)
-        out.kind = model.kind
-        bundle = conversion.bundle_of(doc)
-        out.entries = len(bundle["entry"])
-        outcome = validate(bundle, context=context)
+        gateway.check_server()
+    except UnsuitableServer as exc:
+        print(f"carebridge demo: {exc}", file=sys.stderr)
+        return 2
+    db_url = f"sqlite:///{workdir / 'carebridge.sqlite'}"
+    outbox = Outbox.open(db_url)
+    print(f"outbox (SQLite) at {workdir / 'carebridge.sqlite'}")
+    demo = _Demo(outbox, gateway, db_url, ValidationContext(receiver_huvudman=receiver_huvudman))
+    try:
+        # Documents first, so the provider Tasks exist when the discharge messages pause them.
+        ordered = sorted(fixtures, key=lambda p: (demo.is_message(p), str(p)))
+        return _report([demo.one(path) for path in ordered], base_url)
+    finally:
+        demo.close()
+        gateway.close()
+        outbox.close()
+
+
+class _Demo:
+    """Runs fixtures through the outbox and gateway (documents) or the receiver (messages)."""
+
+    def __init__(self, outbox, gateway, db_url: str, context) -> None:  # type: ignore[no-untyped-def]
+        self.outbox, self.gateway, self.db_url, self.context = outbox, gateway, db_url, context
+        self._receiver = None
+
+    def is_message(self, path: Path) -> bool:
+        from mappings.flows import FLOWS
+
+        flow = FLOWS.get(path.parent.name)
+        return bool(flow and flow.delivery == "message")
+
+    def one(self, path: Path) -> Outcome:
+        from adapter import conversion
+
+        out = Outcome(fixture=f"{path.parent.name}/{path.name}")
+        try:
+            data = path.read_bytes()
+            doc = conversion.read(data)
+            model = conversion.model_of(doc)
+            out.kind = model.kind
+            bundle = conversion.bundle_of(doc)
+            out.entries = len(bundle["entry"])
+            if self.is_message(path):
+                self._message(out, bundle, model)
+            else:
+                self._document(out, data, bundle, model)
+        except conversion.ConversionError as exc:
+            out.problem = str(exc)
+        except Exception as exc:  # noqa: BLE001 - the demo reports every failure in its table
+            out.problem = conversion.one_line(f"{type(exc).__name__}: {exc}")
+        return out
+
+    def _document(self, out: Outcome, data: bytes, bundle: dict, model) -> None:  # type: ignore[no-untyped-def]
+        import json
+
+        from adapter import conversion
+        from adapter.compliance import has_errors, validate
+
+        outcome = validate(bundle, context=self.context)
         out.valid = not has_errors(outcome)
         if not out.valid:
-            out.issues = [f"{i.get('expression', [''])[0]}: {i['details']['text']}" for i in outcome["issue"] if i["severity"] in ("error", "fatal")]
+            out.issues = [f"{(i.get('expression') or [''])[0]}: {i['details']['text']}" for i in outcome["issue"] if i["severity"] in ("error", "fatal")]
             out.problem = "invalid: not sent"
-            return out
-        first = _post(client, bundle)
-        out.created = sum(e["response"]["status"].startswith("201") for e in first["entry"])
-        second = _post(client, bundle)
-        out.resend_created = sum(e["response"]["status"].startswith("201") for e in second["entry"])
-        stored = read_back(client, first)
+            return
+        first = self._deliver(data, out.fixture)
+        second = self._deliver(data, out.fixture + " (resend)")
+        if first.status != "delivered" or second.status != "delivered":
+            bad = first if first.status != "delivered" else second
+            out.problem = f"{bad.status}: {bad.last_error or ''}"
+            return
+        out.created = json.loads(first.result or "{}").get("created", 0)
+        out.resend_created = json.loads(second.result or "{}").get("created", 0)
+        stored = read_back(self.gateway.client, bundle)
         out.round_trip = conversion.model_of(conversion.Document("fhir", bundle=stored)) == model
         if not out.round_trip:
             out.problem = "read back differs from the source"
-    except conversion.ConversionError as exc:
-        out.problem = str(exc)
-    except Exception as exc:  # noqa: BLE001 - the demo reports every failure in its table
-        out.problem = conversion.one_line(f"{type(exc).__name__}: {exc}")
-    return out
+
+    def _deliver(self, data: bytes, source: str):  # type: ignore[no-untyped-def]
+        from adapter.outbox.intake import prepare
+        from adapter.outbox.worker import Worker
+
+        accepted = self.outbox.enqueue_many([prepare(data)], self.gateway.base_url, sources=[source])[0]
+        if accepted.status == "pending":
+            Worker(self.outbox, self.gateway, concurrency=1).run(only=[accepted.message_id])
+        return self.outbox.list(ids=[accepted.message_id], limit=1)[0]
+
+    def _message(self, out: Outcome, bundle: dict, model) -> None:  # type: ignore[no-untyped-def]
+        first = self.receiver().process(bundle)
+        again = self.receiver().process(bundle)
+        out.valid = first.code == "ok"
+        if not out.valid:
+            out.issues = [i["details"]["text"] for e in first.ack.get("entry", ()) for i in e["resource"].get("issue", ())]
+            out.problem = f"acknowledged {first.code}"
+            return
+        out.created = 0
+        out.resend_created = 0 if (again.duplicate and again.acknowledgement == first.acknowledgement and not again.changes) else 1
+        out.round_trip = first.event == model
+        paused = [c for c in first.changes if c.after == "on-hold"]
+        out.note = f"ack ok; {len(paused)} task(s) paused" if paused else f"ack ok; {len(first.changes)} task(s) resumed" if first.changes else "ack ok"
+        if not out.round_trip:
+            out.problem = "the received event differs from the source"
+
+    def receiver(self):  # type: ignore[no-untyped-def]
+        if self._receiver is None:
+            from adapter.messaging.effects import TaskEffects
+            from adapter.messaging.receipts import SqlReceiptStore
+            from adapter.messaging.receiver import Receiver
+
+            self._store = SqlReceiptStore.open(self.db_url)
+            self._receiver = Receiver(self._store, effects=TaskEffects(self.gateway))
+        return self._receiver
+
+    def close(self) -> None:
+        if self._receiver is not None:
+            self._store.close()
 
 
-def _post(client, bundle: dict) -> dict:
-    response = client.post("", json=bundle, headers={"Content-Type": "application/fhir+json"})
-    if response.status_code != 200:
-        raise RuntimeError(f"server answered {response.status_code}: {response.text[:300]}")
-    return response.json()
-
-
-def read_back(client, response_bundle: dict) -> dict:
-    """A collection Bundle of every resource the transaction created, read from the server."""
+def read_back(client, bundle: dict) -> dict:  # type: ignore[no-untyped-def]
+    """A collection Bundle of the server's copy of every conditional-create entry, found by its
+    business key (`ifNoneExist`); more than one match is a duplicate and an error."""
     entries = []
-    for entry in response_bundle["entry"]:
-        location = entry["response"]["location"].split("/_history")[0]
-        resource = client.get(location).raise_for_status().json()
-        entries.append({"fullUrl": f"{client.base_url}/{location}".replace("//", "/").replace(":/", "://"), "resource": resource})
+    for entry in bundle["entry"]:
+        resource_type = entry["resource"]["resourceType"]
+        found = client.get(f"{resource_type}?{entry['request']['ifNoneExist']}").raise_for_status().json()
+        matches = [e for e in found.get("entry", ()) if (e.get("search") or {}).get("mode", "match") == "match"]
+        if len(matches) != 1:
+            raise RuntimeError(f"{resource_type}?{entry['request']['ifNoneExist']} matched {len(matches)} resources on the server")
+        resource = matches[0]["resource"]
+        entries.append({"fullUrl": f"{client.base_url}/{resource_type}/{resource['id']}", "resource": resource})
     return {"resourceType": "Bundle", "type": "collection", "entry": entries}
 
 
 def _report(outcomes: list[Outcome], server: str) -> int:
-    header = f"{'fixture':44} {'kind':9} {'entries':>7} {'created':>7} {'resend':>6} {'valid':>5} {'round trip':>10}  result"
+    width = max(len(o.fixture) for o in outcomes)
+    header = f"{'fixture':{width}} {'kind':19} {'entries':>7} {'created':>7} {'resend':>6} {'valid':>5} {'round trip':>10}  result"
     print(header)
     print("-" * len(header))
     for o in outcomes:
-        print(
-            f"{o.fixture:44} {o.kind:9} {o.entries:7} {o.created:7} {max(o.resend_created, 0) if o.resend_created >= 0 else '-':>6} "
-            f"{'yes' if o.valid else 'no':>5} {'exact' if o.round_trip else 'no':>10}  {'ok' if o.ok else 'FAILED: ' + o.problem}"
-        )
+        resend = str(o.resend_created) if o.resend_created >= 0 else "-"
+        result = ("ok" + (f" ({o.note})" if o.note else "")) if o.ok else "FAILED: " + o.problem
+        print(f"{o.fixture:{width}} {o.kind:19} {o.entries:7} {o.created:7} {resend:>6} {'yes' if o.valid else 'no':>5} {'exact' if o.round_trip else 'no':>10}  {result}")
         for issue in o.issues[:5]:
             print(f"    {issue}")
     failed = [o for o in outcomes if not o.ok]
     print("-" * len(header))
-    print(f"{len(outcomes) - len(failed)} of {len(outcomes)} fixtures converted, validated, sent to {server}, resent without duplicates and read back exactly.")
+    print(
+        f"{len(outcomes) - len(failed)} of {len(outcomes)} fixtures ok: documents validated, delivered through the outbox to {server}, "
+        "resent without duplicates and read back exactly; messages acknowledged, deduplicated and applied."
+    )
     return 1 if failed else 0
