@@ -188,7 +188,19 @@ class Walker:
 
     # --- complex values -----------------------------------------------------------
     def obj(self, node: Any, t: TypeRule, path: str) -> None:
-        """Check a JSON object against a type's fields, cardinalities and invariants."""
+        """Check a JSON object against a type's fields, cardinalities and invariants.
+
+        Runs the type's generated walker (fastwalk.py), which does what `generic_obj` does."""
+        fn = t.walk
+        if fn is None:
+            from adapter.compliance.fastwalk import compile_type
+
+            fn = compile_type(t)
+        fn(self, node, path)
+
+    def generic_obj(self, node: Any, t: TypeRule, path: str) -> None:
+        """Check a JSON object against a type's fields, cardinalities and invariants (the interpreter:
+        the reference the generated walkers are compared with, see selfcheck.py)."""
         if type(node) is not dict:
             self.error(path, f"expected a JSON object for {t.name}, found {_json_kind(node)}", "structure", "json-shape")
             return
@@ -665,6 +677,17 @@ class Walker:
                     break
             else:
                 return  # none of the elements it depends on is present: it holds
+        self.eval_invariant(inv, node, path)
+
+    def eval_invariant(self, inv: Invariant, node: Any, path: str) -> None:
+        """Evaluate an invariant (its acceptor first, see native.py) and report it if it fails."""
+        accept = inv.accept
+        if accept is not None and type(node) is dict and accept(node):
+            return
+        self.fhirpath_invariant(inv, node, path)
+
+    def fhirpath_invariant(self, inv: Invariant, node: Any, path: str) -> None:
+        """Evaluate an invariant's FHIRPath and report it if it fails (or cannot be evaluated)."""
         env = fhirpath.Env(self.res, self.root, node, node, 0, self.resolve, narrative.html_ok)
         try:
             verdict = fhirpath.truth(inv.fn([node], env))
@@ -704,3 +727,11 @@ def _clip(v: str) -> str:
 def _real_date(v: str) -> bool:
     y, m, d = int(v[0:4]), int(v[5:7]), int(v[8:10])
     return d <= calendar.monthrange(y, m)[1]
+
+
+class ReferenceWalker(Walker):
+    """The walker with the interpreter only (no generated code, no acceptors): the reference for
+    selfcheck.py."""
+
+    obj = Walker.generic_obj
+    eval_invariant = Walker.fhirpath_invariant

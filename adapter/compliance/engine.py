@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any
 
-from adapter.compliance.base import Walker
+from adapter.compliance.base import ReferenceWalker, Walker
 from adapter.compliance.context import DEFAULT, ValidationContext
 from adapter.compliance.outcome import issue, outcome
 from adapter.compliance.profile_check import ProfileChecker
@@ -15,25 +16,34 @@ from adapter.compliance.swedish import check_swedish, config as swedish_config
 _CORE_PROFILE = "http://hl7.org/fhir/StructureDefinition/"
 
 
-def validate(resource: Any, profile: str | None = None, *, context: ValidationContext | None = None) -> dict[str, Any]:
-    """Validate a payload against base R4, carebridge profiles and Swedish rules."""
+def validate(resource: Any, profile: str | None = None, *, context: ValidationContext | None = None,
+             reference: bool = False) -> dict[str, Any]:
+    """Validate a payload against base R4, carebridge profiles and Swedish rules.
+
+    `reference=True` runs the interpreters only (no generated walkers, no acceptors, no compiled
+    profile tests): slower, with the same outcome; `selfcheck.py` compares the two."""
     ctx = context or DEFAULT
     if not isinstance(resource, dict):
         return outcome([issue("fatal", "structure", "", "the payload is not a JSON object", "json-shape")])
     reg = registry()
     root = resource.get("resourceType") if isinstance(resource.get("resourceType"), str) else "Resource"
-    watched = frozenset(swedish_config()["person_identifier_systems"]) if "swedish" in ctx.layers else frozenset()
-    walker = Walker(ctx, reg.codesystem, reg.extension, watched)
+    watched = _watched_systems() if "swedish" in ctx.layers else frozenset()
+    walker = (ReferenceWalker if reference else Walker)(ctx, reg.codesystem, reg.extension, watched)
     walker.resource(resource, root)
     issues = walker.issues if "base" in ctx.layers else []
     if "profiles" in ctx.layers:
-        _profiles(resource, profile, walker, reg, issues)
+        _profiles(resource, profile, walker, reg, issues, fast=not reference)
     if "swedish" in ctx.layers:
         check_swedish(resource, walker, reg, ctx, issues)
     return outcome(issues)
 
 
-def _profiles(resource: dict, profile: str | None, walker: Walker, reg: Any, issues: list[dict]) -> None:
+@cache
+def _watched_systems() -> frozenset[str]:
+    return frozenset(swedish_config()["person_identifier_systems"])
+
+
+def _profiles(resource: dict, profile: str | None, walker: Walker, reg: Any, issues: list[dict], fast: bool = True) -> None:
     """Layer 2: every resource claiming a carebridge profile, plus the one asked for."""
     if profile is None and not any(isinstance(r.get("meta"), dict) and r["meta"].get("profile") for r, _ in walker.resources):
         return
@@ -47,7 +57,7 @@ def _profiles(resource: dict, profile: str | None, walker: Walker, reg: Any, iss
                 continue
             p = reg.profiles.get(url.split("|")[0])
             if p is not None:
-                checker.check(res, p, path)
+                _check(checker, res, p, path, reg, walker.resolve, fast)
                 checked.add((id(res), p.url))
             else:
                 severity = "information" if url.startswith(_CORE_PROFILE) else "warning"
@@ -66,4 +76,19 @@ def _profiles(resource: dict, profile: str | None, walker: Walker, reg: Any, iss
         issues.append(issue("error", "not-found", resource.get("resourceType", ""), f"The payload holds no {p.type} to check against {p.url}", "profile-unknown"))
     for r, path in targets:
         if (id(r), p.url) not in checked:
-            checker.check(r, p, path)
+            _check(checker, r, p, path, reg, walker.resolve, fast)
+
+
+def _check(checker: ProfileChecker, res: dict, p: Any, path: str, reg: Any, resolver: Any, fast: bool) -> None:
+    """Check one resource against one profile: the compiled yes/no test first (profile_fast.py);
+    the explaining checker only when it says no."""
+    if not fast:
+        checker.check(res, p, path)
+        return
+    conforms = p.conforms
+    if conforms is None:
+        from adapter.compliance.profile_fast import predicate
+
+        conforms = p.conforms = predicate(p, reg)
+    if not conforms(res, resolver):
+        checker.check(res, p, path)

@@ -464,6 +464,8 @@ class _PrimitiveExt(dict):
 
 
 def _member(base: Fn | None, name: str) -> Fn:
+    if base is None and not name[:1].isupper():
+        return lambda focus, env: _navigate(focus, name)
     if base is None:
         def f(focus: Coll, env: Env) -> Coll:
             if name[:1].isupper() and focus and isinstance(focus[0], dict):
@@ -502,6 +504,116 @@ def _of_type(base: Fn, type_name: str) -> Fn:
     def f(focus: Coll, env: Env) -> Coll:
         return [x for x in base(focus, env) if type_matches(x, type_name)]
     return f
+
+
+def _eq_text(a: Fn, text: str, neg: bool) -> Fn:
+    """`a = 'text'` (or `!=`): the general equality, with the usual case (one string) done first."""
+    digit = text[:1].isdigit()
+
+    def eq(focus: Coll, env: Env) -> Coll:
+        x = a(focus, env)
+        if not x:
+            return []
+        if len(x) != 1:
+            return [neg]
+        p = x[0]
+        if type(p) is str:
+            if p == text:
+                return [not neg]
+            if not (digit and p[:1].isdigit()):
+                return [neg]
+        r = _equal(p, text)
+        return [] if r is None else [r != neg]
+    return eq
+
+
+#: A criterion's result for an item it cannot judge natively (see _Criterion).
+_NOT_PLAIN = object()
+
+
+class _Criterion:
+    """A where()/exists()/all() criterion made of `name = 'text'`, `name != 'text'`,
+    `name.exists()`, `and` and `or`, judged natively for a "plain" item: an object whose named
+    elements are absent or single strings, with no `_name` companions or choice variants.
+    Answers True, False or None (the empty collection), exactly as the compiled criterion would;
+    `_NOT_PLAIN` for any other item (which the compiled criterion then judges)."""
+
+    @staticmethod
+    def of(node) -> Callable[[Any], Any] | None:
+        names: set[str] = set()
+        test = _Criterion._compile(node, names)
+        if test is None:
+            return None
+        names_t = tuple(sorted(names))
+
+        def judge(item: Any) -> Any:
+            if type(item) is not dict:
+                return _NOT_PLAIN
+            for name in names_t:
+                v = item.get(name)
+                if v is None:
+                    if ("_" + name) in item or ((CHOICE_NAMES is None or name in CHOICE_NAMES) and _has_variant(item, name)):
+                        return _NOT_PLAIN
+                elif type(v) is not str:
+                    return _NOT_PLAIN
+            return test(item)
+        return judge
+
+    @staticmethod
+    def _compile(node, names: set[str]) -> Callable[[dict], bool | None] | None:
+        kind = node[0]
+        if kind == "bin" and node[1] in ("=", "!=") and node[2][0] == "member" and node[2][1] is None and node[2][2][:1].islower() \
+                and node[3][0] == "lit" and len(node[3][1]) == 1 and isinstance(node[3][1][0], str):
+            name, text, neg = node[2][2], node[3][1][0], node[1] == "!="
+            names.add(name)
+            digit = text[:1].isdigit()
+
+            def eq(item: dict) -> bool | None:
+                v = item.get(name)
+                if v is None:
+                    return None
+                if v == text:
+                    return not neg
+                if not (digit and v[:1].isdigit()):
+                    return neg
+                r = _equal(v, text)
+                return None if r is None else r != neg
+            return eq
+        if kind == "call" and node[2] == "exists" and not node[3] and node[1] is not None and node[1][0] == "member" \
+                and node[1][1] is None and node[1][2][:1].islower():
+            name = node[1][2]
+            names.add(name)
+            return lambda item: item.get(name) is not None
+        if kind == "bin" and node[1] in ("and", "or"):
+            left, right = _Criterion._compile(node[2], names), _Criterion._compile(node[3], names)
+            if left is None or right is None:
+                return None
+            if node[1] == "and":
+                def both(item: dict) -> bool | None:
+                    x = left(item)
+                    if x is False:
+                        return False
+                    y = right(item)
+                    if y is False:
+                        return False
+                    return True if x and y else None
+                return both
+
+            def either(item: dict) -> bool | None:
+                x = left(item)
+                if x is True:
+                    return True
+                y = right(item)
+                if y is True:
+                    return True
+                return False if x is False and y is False else None
+            return either
+        return None
+
+
+def _has_variant(item: dict, name: str) -> bool:
+    n = len(name)
+    return any(len(k) > n and k.startswith(name) and k[n].isupper() for k in item)
 
 
 class Compiler:
@@ -580,6 +692,8 @@ class Compiler:
             return self._logic(op, a, b)
         if op == "|":
             return lambda focus, env: _distinct(a(focus, env) + b(focus, env))
+        if op in ("=", "!=") and right[0] == "lit" and len(right[1]) == 1 and isinstance(right[1][0], str):
+            return _eq_text(a, right[1][0], op == "!=")
         if op in ("=", "!="):
             neg = op == "!="
 
@@ -723,6 +837,17 @@ class Compiler:
     def f_exists(self, b: Fn, args: list) -> Fn:
         if args:
             crit = self._iter(args, 0)
+            quick = _Criterion.of(args[0])
+            if quick is not None:
+                def exists_quick(focus: Coll, env: Env) -> Coll:
+                    for n, x in enumerate(b(focus, env)):
+                        r = quick(x)
+                        if r is _NOT_PLAIN:
+                            r = _to_bool(crit([x], env.with_this(x, n)))
+                        if r is True:
+                            return [True]
+                    return [False]
+                return exists_quick
             return lambda focus, env: [any(_to_bool(crit([x], env.with_this(x, n))) is True for n, x in enumerate(b(focus, env)))]
         return lambda focus, env: [bool(b(focus, env))]
 
@@ -743,10 +868,33 @@ class Compiler:
 
     def f_all(self, b: Fn, args: list) -> Fn:
         crit = self._iter(args, 0)
+        quick = _Criterion.of(args[0])
+        if quick is not None:
+            def all_quick(focus: Coll, env: Env) -> Coll:
+                for n, x in enumerate(b(focus, env)):
+                    r = quick(x)
+                    if r is _NOT_PLAIN:
+                        r = _to_bool(crit([x], env.with_this(x, n)))
+                    if r is not True:
+                        return [False]
+                return [True]
+            return all_quick
         return lambda focus, env: [all(_to_bool(crit([x], env.with_this(x, n))) is True for n, x in enumerate(b(focus, env)))]
 
     def f_where(self, b: Fn, args: list) -> Fn:
         crit = self._iter(args, 0)
+        quick = _Criterion.of(args[0])
+        if quick is not None:
+            def where_quick(focus: Coll, env: Env) -> Coll:
+                out: Coll = []
+                for n, x in enumerate(b(focus, env)):
+                    r = quick(x)
+                    if r is _NOT_PLAIN:
+                        r = _to_bool(crit([x], env.with_this(x, n)))
+                    if r is True:
+                        out.append(x)
+                return out
+            return where_quick
         return lambda focus, env: [x for n, x in enumerate(b(focus, env)) if _to_bool(crit([x], env.with_this(x, n))) is True]
 
     def f_select(self, b: Fn, args: list) -> Fn:

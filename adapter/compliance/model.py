@@ -13,7 +13,7 @@ from functools import cache, cached_property
 from importlib import resources
 from typing import Any, Callable
 
-from adapter.compliance import fhirpath
+from adapter.compliance import fhirpath, native
 
 #: Invariants implemented natively in Python (faster, or FHIRPath the engine cannot run).
 NATIVE_INVARIANTS = {
@@ -48,6 +48,8 @@ class Invariant:
     problem: str | None = None
     #: Element names of which one must be present for the invariant to possibly fail (see fhirpath.guard).
     guard: tuple[str, ...] | None = None
+    #: A cheap test that the invariant certainly holds on a (dict) context (see native.py).
+    accept: Callable[[dict], bool] | None = None
 
 
 @dataclass(slots=True)
@@ -72,45 +74,68 @@ _DATES = frozenset({"date", "dateTime", "instant"})
 _URIS = frozenset({"uri", "url", "canonical", "oid", "uuid"})
 
 
+def fast_expr(p: "Primitive", codes: frozenset | None, v: str = "v") -> tuple[str, dict[str, Any]] | None:
+    """The fast acceptance check of a primitive as a Python expression over the name `v`, with the
+    names it needs; None when there is none. `fast_check` evaluates it into a predicate and the
+    generated walker (fastwalk.py) inlines it, so both accept exactly the same values.
+
+    True only for values that are certainly fine: False only means "look closer" (the full check
+    decides and explains).
+    """
+    name = p.name
+    ctl = f"(({v}).isprintable() or _CONTROL_SEARCH({v}) is None)"
+    env: dict[str, Any] = {"_CONTROL_SEARCH": _CONTROL.search}
+    if name == "boolean":
+        return f"type({v}) is bool", env
+    if name == "integer":
+        return f"(type({v}) is int and {_INT_MIN} <= {v} <= {_INT_MAX})", env
+    if name == "positiveInt":
+        return f"(type({v}) is int and 1 <= {v} <= {_INT_MAX})", env
+    if name == "unsignedInt":
+        return f"(type({v}) is int and 0 <= {v} <= {_INT_MAX})", env
+    if name == "decimal":
+        return f"(type({v}) is float or type({v}) is int)", env
+    # str.isprintable() is false for every control character: only the rare string with a
+    # newline, tab or non-printable character needs the regex.
+    if name == "string":
+        return f"(type({v}) is str and {v} != \"\" and {ctl})", env
+    if name == "markdown":
+        return f"(type({v}) is str and {v} != \"\" and \"<\" not in {v} and {ctl})", env
+    if p.regex is None:
+        return None
+    env["_RX"] = p.regex.fullmatch
+    if codes is not None:
+        env["_CODES"] = codes
+        return f"(type({v}) is str and {v} in _CODES)", env
+    if name == "code":
+        seen: set[str] = set()
+        env["_SEEN"] = seen
+        env["_MEMO"] = _memo_code(p.regex.fullmatch, seen)
+        return f"(type({v}) is str and ({v} in _SEEN or _MEMO({v})))", env
+    if name in _DATES:
+        return f"(type({v}) is str and _RX({v}) is not None and (len({v}) < 10 or {v}[8:10] <= \"28\"))", env
+    if name in ("uri", "url", "canonical"):  # \S*: no space, and isprintable() rules out the other ASCII whitespace
+        return (f"(type({v}) is str and {v} != \"\" and {v}[0] != \"#\" and {v}[:4] != \"urn:\" and \" \" not in {v} "
+                f"and {v}.isprintable() and \"example\" not in {v} and \"acme.\" not in {v})"), env
+    return f"(type({v}) is str and _RX({v}) is not None)", env
+
+
 def fast_check(p: "Primitive", codes: frozenset | None) -> Callable[[Any], bool] | None:
     """A predicate true for values that are certainly fine (the walker then skips its full check).
 
     False only means "look closer": the full check decides and explains. None: always look closer.
     """
-    name, control = p.name, _CONTROL.search
-    if name == "boolean":
-        return lambda v: type(v) is bool
-    if name == "integer":
-        return lambda v: type(v) is int and _INT_MIN <= v <= _INT_MAX
-    if name == "positiveInt":
-        return lambda v: type(v) is int and 1 <= v <= _INT_MAX
-    if name == "unsignedInt":
-        return lambda v: type(v) is int and 0 <= v <= _INT_MAX
-    if name == "decimal":
-        return lambda v: type(v) is float or type(v) is int
-    # str.isprintable() is false for every control character: only the rare string with a
-    # newline, tab or non-printable character needs the regex.
-    if name == "string":
-        return lambda v: type(v) is str and v != "" and (v.isprintable() or control(v) is None)
-    if name == "markdown":
-        return lambda v: type(v) is str and v != "" and "<" not in v and (v.isprintable() or control(v) is None)
-    if p.regex is None:
+    found = fast_expr(p, codes)
+    if found is None:
         return None
-    rx = p.regex.fullmatch
-    if codes is not None:
-        return lambda v: type(v) is str and v in codes
-    if name == "code":
-        return _memo_code(rx)
-    if name in _DATES:
-        return lambda v: type(v) is str and rx(v) is not None and (len(v) < 10 or v[8:10] <= "28")
-    if name in ("uri", "url", "canonical"):  # \S*: no space, and isprintable() rules out the other ASCII whitespace
-        return lambda v: type(v) is str and v != "" and v[0] != "#" and v[:4] != "urn:" and " " not in v and v.isprintable() and "example" not in v and "acme." not in v
-    return lambda v: type(v) is str and rx(v) is not None
+    expr, env = found
+    fn = eval("lambda v: " + expr, env)  # noqa: S307 - our own expression text (fast_expr)
+    fn.expr, fn.env = expr, env  # the generated walker inlines the same expression
+    return fn
 
 
-def _memo_code(rx: Callable) -> Callable[[Any], bool]:
-    """A `code` check remembering valid codes (a code's vocabulary is small; bounded anyway)."""
-    seen: set[str] = set()
+def _memo_code(rx: Callable, seen: set[str]) -> Callable[[Any], bool]:
+    """A `code` check remembering valid codes in `seen` (a code's vocabulary is small; bounded anyway)."""
 
     def check(v: Any) -> bool:
         if type(v) is not str:
@@ -168,6 +193,8 @@ class TypeRule:
     required_keys: tuple[tuple[str, int, tuple[str, ...]], ...] = ()
     #: JSON key -> (walker mode, Field).
     dispatch: dict[str, tuple[int, Field]] = field(default_factory=dict)
+    #: The generated walker of this type (fastwalk.py), made on first use.
+    walk: Callable | None = None
 
 
 def _mode(f: Field) -> int:
@@ -223,7 +250,8 @@ class Rules:
                 except fhirpath.Unsupported as exc:
                     problem = str(exc)
             g = fhirpath.guard(expression) if fn is not None else None
-            inv = self._inv[idx] = Invariant(key, severity, human, expression, fn, problem, tuple(sorted(g)) if g else None)
+            accept = native.acceptor(key, expression) if fn is not None else None
+            inv = self._inv[idx] = Invariant(key, severity, human, expression, fn, problem, tuple(sorted(g)) if g else None, accept)
         return inv
 
     def type(self, name: str) -> TypeRule | None:

@@ -15,7 +15,7 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-from adapter.compliance import fhirpath
+from adapter.compliance import fhirpath, native
 from adapter.compliance.model import Invariant, rules
 from mappings import systems
 
@@ -48,6 +48,8 @@ class Profile:
     type: str
     title: str
     root: PNode
+    #: `test(resource, resolver)`: the resource certainly conforms (profile_fast.py), made on first use.
+    conforms: Any = None
 
 
 def _max(v: str | None) -> int | None:
@@ -86,7 +88,8 @@ def compile_profile(sd: dict) -> Profile:
                 problem = None
             except fhirpath.Unsupported as exc:  # reported by the profile tests, never at run time
                 fn, problem = None, str(exc)
-            node.constraints.append(Invariant(c["key"], c.get("severity", "error"), c.get("human", ""), c["expression"], fn, problem))
+            accept = native.acceptor(c["key"], c["expression"]) if fn is not None else None
+            node.constraints.append(Invariant(c["key"], c.get("severity", "error"), c.get("human", ""), c["expression"], fn, problem, None, accept))
         types = el.get("type")
         if types:
             targets = {p.rsplit("/", 1)[-1] for t in types for p in t.get("targetProfile", ())}

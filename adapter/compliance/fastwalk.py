@@ -1,0 +1,265 @@
+"""Layer 1, specialised: per type, generated Python that does exactly what `Walker.generic_obj` does.
+
+`Walker.generic_obj` interprets a type's table for every JSON object: it looks each key up, picks
+a mode, calls the field's acceptance check, loops over the required elements and so on. Here each
+type's table becomes the source of one function, `exec`'d once per process when the type is first
+met (`compile_type`) and kept on `TypeRule.walk`:
+
+- keys are dispatched by a balanced tree of integer comparisons (key -> index, one dict lookup);
+- a primitive field's fast acceptance check (`model.fast_expr`, the same expression the
+  interpreter evaluates) is inlined, as are the Coding/CodeableConcept/Reference follow-ups,
+  the cardinality, required-element and ele-1 checks, the type hook and the invariant guards;
+- a child object is walked by calling the child type's generated function directly.
+
+Anything unusual (a value that fails its fast check, an unknown key, a choice element, a
+resource, an extension, a wrong JSON shape) goes to the same `Walker` method the interpreter
+uses, with the same arguments, in the same order, so the issues, their order and everything the
+walker records for layers 2 and 3 are identical to the interpreter's. `python -m
+adapter.compliance.selfcheck` compares the two on the R4 package, the negative corpus and seeded
+mutants of them.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Callable
+
+from adapter.compliance import base, model
+from adapter.compliance.model import (
+    COMPLEX, GENERIC, LIST_COMPLEX, LIST_FAST, POST_CODING, POST_CONCEPT, POST_REFERENCE, SINGLE_COMPLEX, SINGLE_FAST,
+    Field, TypeRule, rules,
+)
+
+#: Globals of the generated functions: helpers, and `W_<type>` for every type compiled (or stubbed).
+_G: dict[str, Any] = {
+    "_GENERIC": base.Walker._generic,
+    "_ODD_KEY": base.Walker._odd_key,
+    "_SLOW_ITEMS": base.Walker._slow_items,
+    "_COUNT_MIN": base.Walker._count_min,
+    "_GENERIC_OBJ": base.Walker.generic_obj,
+    "_FHIRPATH_INV": base.Walker.fhirpath_invariant,
+    "_HAS_CHOICE": base._has_choice,
+}
+_NAMES: dict[str, str] = {}  # type key -> generated function name
+_ENV_NAMES = re.compile(r"\b(_CONTROL_SEARCH|_RX|_CODES|_SEEN|_MEMO)\b")
+ELE_1 = "Constraint failed: ele-1: 'All FHIR elements must have a @value or children'"
+
+
+def compile_type(t: TypeRule) -> Callable:
+    """The generated walker of a type (compiled once, kept on `t.walk`)."""
+    if t.walk is None:
+        name = _function_name(t.name)
+        source, consts = _source(t, name)
+        factory_ns: dict[str, Any] = {}
+        exec(compile(source, f"<carebridge walker {t.name}>", "exec"), _G, factory_ns)  # noqa: S102 - generated here
+        fn = factory_ns["make"](*consts)
+        fn.source = source  # for reading and debugging
+        t.walk = fn
+        _G[name] = fn
+    return t.walk
+
+
+def _function_name(type_key: str) -> str:
+    name = _NAMES.get(type_key)
+    if name is None:
+        name = _NAMES[type_key] = f"W{len(_NAMES)}_" + re.sub(r"\W", "_", type_key)
+    return name
+
+
+def _child(tkey: str) -> str | None:
+    """The global name of a child type's walker, with a stub that compiles it on first call."""
+    t = rules().type(tkey)
+    if t is None:
+        return None
+    name = _function_name(t.name)
+    if name not in _G:
+        def stub(w: Any, node: Any, path: str, _t: TypeRule = t) -> None:
+            compile_type(_t)(w, node, path)
+        _G[name] = stub
+    return name
+
+
+class _Consts:
+    """Objects the generated source refers to by name (passed to its factory)."""
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+        self.values: list[Any] = []
+
+    def add(self, value: Any, hint: str = "c") -> str:
+        name = f"_{hint}{len(self.names)}"
+        self.names.append(name)
+        self.values.append(value)
+        return name
+
+
+def _fast_inline(f: Field, var: str, consts: _Consts) -> str | None:
+    """The field's fast acceptance expression over `var`, its helpers registered as constants."""
+    fast = f.fast
+    expr = getattr(fast, "expr", None)
+    if expr is None:
+        return None
+    env = fast.env  # type: ignore[union-attr]
+    renamed = {k: consts.add(v, k.strip("_").lower()) for k, v in env.items() if not k.startswith("__")}
+    expr = _ENV_NAMES.sub(lambda m: renamed[m.group(1)], expr)
+    return re.sub(r"\bv\b", var, expr)
+
+
+def _post(f: Field, item: str, path: str, consts: _Consts, ind: str) -> list[str]:
+    """`Walker._post` for a Reference, Coding or CodeableConcept value, inlined."""
+    if f.post == POST_REFERENCE:
+        return [f"{ind}w.reference({item}, {consts.add(f, 'f')}, {path})"]
+    required = f.binding is not None and f.strength == "required"
+    if f.post == POST_CODING:
+        out = [f"{ind}w.coding({item}, {path})"]
+        if required:
+            out.append(f"{ind}w.coding_binding([{item}], {f.binding!r}, {path}, is_concept=False)")
+        return out
+    if f.post == POST_CONCEPT and required:
+        return [f"{ind}_cs = {item}.get('coding')",
+                f"{ind}w.coding_binding(_cs if type(_cs) is list else [], {f.binding!r}, {path}, is_concept=True)"]
+    return []
+
+
+def _invariants(invs: tuple, node: str, path: str, consts: _Consts, ind: str) -> list[str]:
+    """`Walker.invariant` for each invariant: its guard (elements of which one must be present)
+    and its acceptor (native.py) inlined, then the FHIRPath when neither settles it."""
+    out = []
+    choice_names = rules().choice_names
+    for inv in invs:
+        name = consts.add(inv, "inv")
+        body = [f"_FHIRPATH_INV(w, {name}, {node}, {path})"]
+        accept = inv.accept
+        if accept is not None:
+            for k, v in accept.env.items():
+                if not k.startswith("__"):
+                    _G.setdefault(k, v)
+            body = [f"n = {node}", f"if type(n) is not dict or not ({accept.src}):", "    " + body[0]]
+        if inv.guard is not None:
+            tests = []
+            for g in inv.guard:
+                tests += [f"{g!r} in {node}", f"{'_' + g!r} in {node}"]
+                if g in choice_names:
+                    tests.append(f"_HAS_CHOICE({node}, {g!r})")
+            out.append(f"{ind}if type({node}) is not dict or {' or '.join(tests)}:")
+            out += [f"{ind}    {line}" for line in body]
+        else:
+            out += [f"{ind}{line}" for line in body]
+    return out
+
+
+def _handler(t: TypeRule, key: str, mode: int, f: Field, T: str, consts: _Consts, ind: str) -> list[str]:
+    """The code for one JSON key of the type (the body of the interpreter's mode branch)."""
+    F = consts.add(f, "f")
+    generic = [f"{ind}choices = _GENERIC(w, node, key, val, {F}, {T}, path, choices)"]
+    too_many = []
+    if f.max > 1:
+        msg = f"{t.name}.{f.name}: max allowed = {f.max}, but found "
+        too_many = [f"{ind}    if len(val) > {f.max}:",
+                    f"{ind}        w.error(path + {'.' + f.name!r}, {msg!r} + str(len(val)), 'structure', 'cardinality')"]
+    if mode == SINGLE_FAST:
+        test = _fast_inline(f, "val", consts)
+        if test is None:
+            return [f"{ind}if not {F}.fast(val):", *["    " + line for line in generic]]
+        return [f"{ind}if not {test}:", *["    " + line for line in generic]]
+    if mode == LIST_FAST:
+        test = _fast_inline(f, "_it", consts) or f"{F}.fast(_it)"
+        return [
+            f"{ind}if type(val) is list and val:",
+            *too_many,
+            f"{ind}    for _it in val:",
+            f"{ind}        if _it is not None and not {test}:",
+            f"{ind}            _SLOW_ITEMS(w, val, {F}, path)",
+            f"{ind}            break",
+            f"{ind}else:",
+            *["    " + line for line in generic],
+        ]
+    if mode in (SINGLE_COMPLEX, LIST_COMPLEX) and f.kind == COMPLEX:
+        child = _child(f.tkey)
+        if child is not None:
+            if mode == SINGLE_COMPLEX:
+                return [
+                    f"{ind}if type(val) is dict:",
+                    f"{ind}    p = path + {'.' + f.name!r}",
+                    f"{ind}    {child}(w, val, p)",
+                    *_post(f, "val", "p", consts, ind + "    "),
+                    *_invariants(f.invariants, "val", "p", consts, ind + "    "),
+                    f"{ind}else:",
+                    *["    " + line for line in generic],
+                ]
+            return [
+                f"{ind}if type(val) is list and val:",
+                *too_many,
+                f"{ind}    stem = path + {'.' + f.name + '['!r}",
+                f"{ind}    for _i, _it in enumerate(val):",
+                f"{ind}        p = f'{{stem}}{{_i}}]'",
+                f"{ind}        if type(_it) is dict:",
+                f"{ind}            {child}(w, _it, p)",
+                *_post(f, "_it", "p", consts, ind + "            "),
+                *_invariants(f.invariants, "_it", "p", consts, ind + "            "),
+                f"{ind}        else:",
+                f"{ind}            w.value(_it, {F}, p)",
+                f"{ind}else:",
+                *["    " + line for line in generic],
+            ]
+    return generic
+
+
+def _tree(handlers: list[list[str]], lo: int, hi: int, ind: str) -> list[str]:
+    """A balanced if/else tree over the key index `c` choosing one handler."""
+    if hi - lo == 1:
+        body = [line for line in handlers[lo]]
+        return [ind + line for line in body] or [ind + "pass"]
+    mid = (lo + hi) // 2
+    return [f"{ind}if c < {mid}:", *_tree(handlers, lo, mid, ind + "    "), f"{ind}else:", *_tree(handlers, mid, hi, ind + "    ")]
+
+
+def _source(t: TypeRule, fname: str) -> tuple[str, list[Any]]:
+    consts = _Consts()
+    T = consts.add(t, "T")
+    keys: list[str] = []
+    handlers: list[list[str]] = []
+    for key, (mode, f) in t.dispatch.items():
+        keys.append(key)
+        handlers.append(_handler(t, key, mode, f, T, consts, ""))
+    if t.kind == "resource" and "resourceType" not in t.dispatch:
+        keys.append("resourceType")
+        handlers.append(["pass"])
+    index = consts.add({k: i for i, k in enumerate(keys)}.get, "idx")
+    body: list[str] = [
+        "if type(node) is not dict:",
+        f"    return _GENERIC_OBJ(w, node, {T}, path)",
+        "choices = None",
+    ]
+    if t.is_entry:
+        body += ["entry_saved = w.entry_url", "fu = node.get('fullUrl')", "w.entry_url = fu if isinstance(fu, str) else None"]
+    body += [
+        "for key, val in node.items():",
+        f"    c = {index}(key)",
+        "    if c is None:",
+        f"        _ODD_KEY(w, node, key, val, {T}, path)",
+        "        continue",
+    ]
+    if handlers:
+        body += _tree(handlers, 0, len(handlers), "    ")
+    if t.is_entry:
+        body.append("w.entry_url = entry_saved")
+    if t.kind != "resource":
+        body += ["if not node or (len(node) == 1 and 'id' in node):",
+                 f"    w.error(path, {ELE_1!r}, 'invariant', 'ele-1')"]
+    for name, mn, rkeys in t.required_keys:
+        test = " or ".join(f"{k!r} in node" for k in rkeys) or "False"
+        body.append(f"if {test}:")
+        if mn > 1:
+            body.append(f"    _COUNT_MIN(w, node, {rkeys!r}, {name!r}, {mn}, {T}, path)")
+        else:
+            body.append("    pass")
+        msg = f"{t.name}.{name}: minimum required = {mn}, but only found 0"
+        body += ["else:", f"    w.error(path, {msg!r}, 'required', 'cardinality')"]
+    if t.hook is not None:
+        body.append(f"{consts.add(t.hook, 'hook')}(w, node, path)")
+    body += _invariants(t.invariants, "node", "path", consts, "")
+    src = [f"def make({', '.join(consts.names)}):", f"    def {fname}(w, node, path):"]
+    src += ["        " + line for line in body]
+    src.append(f"    return {fname}")
+    return "\n".join(src) + "\n", consts.values

@@ -1,0 +1,243 @@
+"""Acceptors: cheap Python tests that an invariant certainly holds, tried before FHIRPath.
+
+An acceptor looks at the JSON object an invariant is about and answers True only when the
+compiled FHIRPath expression would certainly evaluate to exactly `true` there, without an error.
+False means "not sure": the walker then evaluates the FHIRPath as before, so a failing
+invariant is reported exactly as it was (same issue, same text, same path). Acceptors only
+save the evaluation when the answer is yes, which is the common case.
+
+Two sources:
+- `derive(ast)`: from the shape of the expression, for the logical skeletons most R4 invariants
+  have (`a.empty() or b.exists()`, `x.hasValue().not() or ...`, `type = 'document' implies ...`):
+  an element is certainly present (exists() is true) when its JSON value is a string, number,
+  boolean, object or an array with an item; certainly absent (empty() is true) when neither it,
+  its `_name` companion nor a choice variant of it is there;
+- `SPECIAL`: hand-written tests for comparisons (per-1, inv-1, tim-4/5) and counts (org-1),
+  each tied to the exact expression text it was written for.
+
+`python -m adapter.compliance.selfcheck --acceptors` evaluates the FHIRPath as well wherever an
+acceptor answered True and fails on any disagreement.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime as _datetime
+from typing import Any, Callable
+
+from adapter.compliance import fhirpath
+
+_DATE = re.compile(r"\d{4}(-\d{2}(-\d{2})?)?")
+#: A dateTime to the second (no fraction) whose parts are in range: two of them with the same
+#: length and zone (or both without) compare as text the way FHIRPath compares them.
+_DATETIME = re.compile(r"[1-9]\d{3}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])T([01]\d|2[0-3]):[0-5]\d:[0-5]\d(Z|[+\-](0\d|1[0-3]):[0-5]\d)?")
+_MONTH_DAYS = (0, 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+
+
+def present(v: Any) -> bool:
+    """exists() of an element whose JSON value is `v` is certainly true."""
+    if v is None:
+        return False
+    if type(v) is list:
+        for x in v:
+            if x is not None:
+                return True
+        return False
+    return True
+
+
+def absent(n: dict, name: str) -> bool:
+    """The element `name` of `n` is certainly empty in FHIRPath (no value, no `_name`, no choice variant)."""
+    if n.get(name) is not None or "_" + name in n:
+        return False
+    choices = fhirpath.CHOICE_NAMES
+    return not ((choices is None or name in choices) and _has_choice(n, name))
+
+
+def _has_choice(node: dict, name: str) -> bool:
+    k = len(name)
+    return any(len(key) > k and key.startswith(name) and key[k].isupper() for key in node)
+
+
+def _real_day(v: str) -> bool:
+    y, m, d = int(v[0:4]), int(v[5:7]), int(v[8:10])
+    return d <= _MONTH_DAYS[m] and (m != 2 or d < 29 or (y % 4 == 0 and (y % 100 != 0 or y % 400 == 0)))
+
+
+def le(a: Any, b: Any) -> bool:
+    """`a <= b` is certainly true in FHIRPath for these two JSON values (dates and dateTimes)."""
+    if type(a) is not str or type(b) is not str or len(a) != len(b):
+        return False
+    if len(a) <= 10:
+        return _DATE.fullmatch(a) is not None and _DATE.fullmatch(b) is not None and a <= b
+    if _DATETIME.fullmatch(a) is None or _DATETIME.fullmatch(b) is None or not (_real_day(a) and _real_day(b)):
+        return False  # (real calendar days: FHIRPath's shift to UTC cannot fail)
+    za, zb = a[19:], b[19:]
+    if za == zb:  # same zone (or none): shifting both by the same offset keeps the textual order
+        return a <= b
+    if za and zb:  # both zoned: FHIRPath compares the UTC instants
+        return _datetime.fromisoformat(a.replace("Z", "+00:00")) <= _datetime.fromisoformat(b.replace("Z", "+00:00"))
+    return False
+
+
+def _absent_test(name: str, node: str = "n") -> str:
+    test = f"({node}.get({name!r}) is None and {'_' + name!r} not in {node}"
+    if fhirpath.CHOICE_NAMES is None or name in fhirpath.CHOICE_NAMES:
+        test += f" and not _HAS_CHOICE({node}, {name!r})"
+    return test + ")"
+
+
+def _member_name(node) -> str | None:
+    """'x' for the path `x` starting at the focus (lower-case: an element, not a type)."""
+    if node[0] == "member" and node[1] is None and node[2][:1].islower():
+        return node[2]
+    return None
+
+
+def _safe(node) -> bool:
+    """Evaluating the expression never raises and gives at most one item."""
+    kind = node[0]
+    if kind == "lit":
+        return len(node[1]) <= 1
+    if kind == "call" and node[1] is not None:
+        name, args = node[2], node[3]
+        if name in ("exists", "empty", "hasValue", "count") and not args:
+            return _path_safe(node[1])
+        if name == "not" and not args:
+            return _safe(node[1])
+    if kind == "bin" and node[1] in ("=", "!=", "or", "and", "implies"):
+        return (_safe(node[2]) or node[1] in ("=", "!=") and _path_safe(node[2])) and (_safe(node[3]) or node[1] in ("=", "!=") and _path_safe(node[3]))
+    return False
+
+
+def _path_safe(node) -> bool:
+    """A navigation path (members, where() with a safe criterion) that never raises."""
+    kind = node[0]
+    if kind == "member":
+        return node[1] is None and node[2][:1].islower() or node[1] is not None and _path_safe(node[1])
+    if kind == "call" and node[1] is not None and node[2] == "where" and len(node[3]) == 1:
+        return _path_safe(node[1]) and _safe(node[3][0])
+    return False
+
+
+def _true(node) -> str | None:
+    """Python source over `n` that implies the expression is exactly true (None: no such test)."""
+    kind = node[0]
+    if kind == "call" and node[1] is not None and not node[3]:
+        name = node[2]
+        if name == "exists":
+            m = _member_name(node[1])
+            return f"_PRESENT(n.get({m!r}))" if m else None
+        if name == "empty":  # the path from an absent element is empty, whatever follows
+            root = fhirpath._root_name(node[1])
+            return _absent_test(root) if root else None
+        if name == "not":
+            inner = node[1]
+            if inner[0] == "call" and inner[2] in ("exists", "hasValue") and not inner[3]:
+                m = _member_name(inner[1])
+                return _absent_test(m) if m else None
+        return None
+    if kind == "bin":
+        op, left, right = node[1], node[2], node[3]
+        if op == "or":
+            a, b = _true(left), _true(right)
+            if b is not None and not _safe(left):
+                b = None
+            parts = [x for x in (a, b) if x is not None]
+            return " or ".join(f"({p})" for p in parts) if parts else None
+        if op == "and":
+            a, b = _true(left), _true(right)
+            return f"({a}) and ({b})" if a is not None and b is not None else None
+        if op == "implies":
+            a, b = _false(left), _true(right)
+            if b is not None and not _safe(left):
+                b = None
+            parts = [x for x in (a, b) if x is not None]
+            return " or ".join(f"({p})" for p in parts) if parts else None
+    return None
+
+
+def _false(node) -> str | None:
+    """Python source over `n` that implies the expression is exactly false."""
+    kind = node[0]
+    if kind == "call" and node[1] is not None and not node[3] and node[2] in ("exists", "hasValue"):
+        m = _member_name(node[1])
+        return _absent_test(m) if m else None
+    if kind == "bin" and node[1] == "=" and node[3][0] == "lit" and len(node[3][1]) == 1:
+        m, lit = _member_name(node[2]), node[3][1][0]
+        if m and isinstance(lit, str) and lit and not lit[0].isdigit():
+            return f"(type(n.get({m!r})) is str and n[{m!r}] != {lit!r} and {'_' + m!r} not in n)"
+    return None
+
+
+def _per_1(n: dict) -> bool:
+    if absent(n, "start") or absent(n, "end"):
+        return True  # start.hasValue().not() or end.hasValue().not() is true (and cannot fail)
+    return le(n.get("start"), n.get("end"))
+
+
+def _inv_1(n: dict) -> bool:
+    if absent(n, "lastModified") or absent(n, "authoredOn"):
+        return True
+    return le(n.get("authoredOn"), n.get("lastModified"))
+
+
+def _not_negative(name: str) -> Callable[[dict], bool]:
+    def test(n: dict) -> bool:
+        v = n.get(name)
+        return absent(n, name) or (type(v) is int or type(v) is float) and v >= 0
+    return test
+
+
+def _org_1(n: dict) -> bool:
+    ident, name = n.get("identifier"), n.get("name")
+    return (type(ident) is list and present(ident)) or type(name) is str
+
+
+def _bdl_8(n: dict) -> bool:
+    url = n.get("fullUrl")
+    if type(url) is str:
+        return "/_history/" not in url
+    return absent(n, "fullUrl")  # contains() on nothing is false
+
+
+#: key -> (the exact expression, test): hand-written where the expression compares, counts or
+#: looks into a string.
+SPECIAL: dict[str, tuple[str, Callable[[dict], bool]]] = {
+    "per-1": ("start.hasValue().not() or end.hasValue().not() or (start <= end)", _per_1),
+    "inv-1": ("lastModified.exists().not() or authoredOn.exists().not() or lastModified >= authoredOn", _inv_1),
+    "tim-4": ("duration.exists() implies duration >= 0", _not_negative("duration")),
+    "tim-5": ("period.exists() implies period >= 0", _not_negative("period")),
+    "org-1": ("(identifier.count() + name.count()) > 0", _org_1),
+    "bdl-8": ("fullUrl.contains('/_history/').not()", _bdl_8),
+}
+
+
+def source(key: str, expression: str) -> tuple[str, dict[str, Any]] | None:
+    """(Python expression over `n`, names it uses) that implies the invariant holds, or None."""
+    special = SPECIAL.get(key)
+    if special is not None:
+        text, test = special
+        if text != expression:
+            return None  # written for another text
+        name = "_SPECIAL_" + re.sub(r"\W", "_", key)
+        return f"{name}(n)", {name: test}
+    try:
+        ast = fhirpath.parse(expression)
+    except fhirpath.Unsupported:
+        return None
+    src = _true(ast)
+    if src is None:
+        return None
+    return src, {"_PRESENT": present, "_HAS_CHOICE": _has_choice}
+
+
+def acceptor(key: str, expression: str) -> Callable[[dict], bool] | None:
+    """The acceptor of an invariant as a function of its (dict) context, or None."""
+    found = source(key, expression)
+    if found is None:
+        return None
+    src, env = found
+    fn = eval("lambda n: " + src, dict(env))  # noqa: S307 - source built above from the parsed expression
+    fn.src, fn.env = src, env
+    return fn
