@@ -80,6 +80,9 @@ def _run(base_url: str, workdir: Path, fixtures: list[Path], receiver_huvudman: 
     from adapter.gateway import Gateway, UnsuitableServer
     from adapter.outbox import Outbox
 
+    from adapter import logs
+
+    logs.configure("WARNING")  # structured JSON on stderr, personnummer masked
     gateway = Gateway(base_url)
     try:
         gateway.check_server()
