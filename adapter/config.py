@@ -40,6 +40,32 @@ def database_url(value: str | None = None) -> str:
     return raw
 
 
+#: The huvudman of a destination when nothing names one (the regional FHIR server).
+DEFAULT_RECEIVER_HUVUDMAN = "region"
+
+
+def huvudman_codes() -> tuple[str, ...]:
+    """The codes of the ``huvudman`` table (kommun, region, annan)."""
+    from mappings.terminology import codes
+
+    return codes("huvudman")
+
+
+def receiver_huvudman(value: str | None = None) -> str:
+    """The huvudman of the destination a payload is validated for: ``value``, else
+    ``$CAREBRIDGE_RECEIVER_HUVUDMAN``, else ``region``.
+
+    Every destination carebridge delivers to has one; a payload authored by another huvudman
+    crosses huvudmän and needs the person's consent (or a legal basis) to be sent there.
+    ValueError for a value that is not a code of the ``huvudman`` table.
+    """
+    raw = (value or os.environ.get("CAREBRIDGE_RECEIVER_HUVUDMAN") or DEFAULT_RECEIVER_HUVUDMAN).strip()
+    known = huvudman_codes()
+    if raw not in known:
+        raise ValueError(f"receiver huvudman {raw!r} is not one of {', '.join(known)}")
+    return raw
+
+
 @dataclass(frozen=True)
 class DeliverySettings:
     """How hard and how long the outbox and gateway try to deliver one message."""

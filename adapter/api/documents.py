@@ -1,7 +1,9 @@
 """Submitting documents and reporting their status: the work behind /documents.
 
 A submission is read in the format its Content-Type names, checked to be the flow of the URL,
-converted and validated (``adapter.outbox.intake.prepare``), authorised against the document's
+converted and validated as a transfer to the regional server's huvudman
+(``adapter.outbox.intake.prepare``; a document another huvudman authored needs the person's
+consent), authorised against the document's
 sending organisation, and stored in one outbox transaction: queued when valid, kept as a
 dead letter (stage ``validation``) with its OperationOutcome when not.
 """
@@ -59,13 +61,14 @@ def check_format(data: bytes, media_type: str, flow: str) -> None:
                        if found else "the document carries no carebridge flow", code="invalid")
 
 
-def prepare_safely(data: bytes) -> Any:
-    """``adapter.outbox.intake.prepare``, with a crash in a reader or mapping answered 400 instead of 500."""
+def prepare_safely(data: bytes, receiver_huvudman: str) -> Any:
+    """``adapter.outbox.intake.prepare`` (a transfer to ``receiver_huvudman``), with a crash in a reader
+    or mapping answered 400 instead of 500."""
     from adapter.logs import get_logger
     from adapter.outbox.intake import prepare
 
     try:
-        return prepare(data)
+        return prepare(data, receiver_huvudman=receiver_huvudman)
     except Exception as exc:  # noqa: BLE001 - malformed input must get a 4xx; the bug is logged
         get_logger("api").exception("document could not be converted")
         raise ApiError(400, f"the document cannot be converted ({type(exc).__name__})", code="structure") from None

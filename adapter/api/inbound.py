@@ -116,7 +116,7 @@ class OutboxInbox:
 def process_message(request: Any, svc: Services, principal: Principal, bundle: dict[str, Any]) -> Any:
     """Hand a FHIR message to the discharge receiver (``adapter.messaging``) and answer its acknowledgement.
 
-    The receiver dedupes, validates, pauses or resumes the person's provider Tasks on the regional
+    The receiver dedupes, validates (as a transfer to the municipal destination's huvudman), pauses or resumes the person's provider Tasks on the regional
     server, and gives the event to the municipality through the outbox; its acknowledgement
     message is the answer (200 whatever its response code, as $process-message defines).
     """
@@ -126,6 +126,8 @@ def process_message(request: Any, svc: Services, principal: Principal, bundle: d
     from adapter.api.authorisation import require_submitter
     from adapter.api.errors import FHIR_JSON
     from adapter.api.parties import parties_of
+    from adapter.compliance import validate
+    from adapter.compliance.context import ValidationContext
     from adapter.messaging import NotAMessageError, Receiver, SqlReceiptStore, TaskEffects
 
     if bundle.get("resourceType") != "Bundle" or bundle.get("type") != "message":
@@ -137,9 +139,11 @@ def process_message(request: Any, svc: Services, principal: Principal, bundle: d
     if not destination or not svc.settings.server:
         raise ApiError(503, "no municipal destination or regional server is configured", code="transient")
     organisation = svc.settings.municipal.organisation
+    context = ValidationContext(receiver_huvudman=svc.settings.municipal.huvudman)
     receiver = Receiver(SqlReceiptStore(svc.engine), effects=TaskEffects(svc.effects_gateway()),
                         inbox=OutboxInbox(svc, destination, principal.actor),
-                        serves=[organisation] if organisation else None)
+                        serves=[organisation] if organisation else None,
+                        validator=lambda message: validate(message, context=context))
     try:
         processed = receiver.process(bundle)
     except NotAMessageError as exc:

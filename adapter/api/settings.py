@@ -81,6 +81,9 @@ class MunicipalDelivery:
     #: The municipality (HSA-id or organisationsnummer) the destination belongs to: only changes that
     #: name it are delivered there. Unset: every change read from the region is delivered.
     organisation: str | None = None
+    #: The destination's huvudman: messages for it (``$process-message``) are validated as a
+    #: transfer to it.
+    huvudman: str = "kommun"
 
     @property
     def destination(self) -> str | None:
@@ -102,6 +105,9 @@ class ApiSettings:
     clients: tuple[CertificateClient, ...] = ()
     #: The regional FHIR server documents are delivered to and notifications are fetched from.
     server: str | None = None
+    #: The regional server's huvudman: submissions (and ``$validate``) are validated as a transfer to
+    #: it, so a document another huvudman authored needs the person's consent.
+    receiver_huvudman: str = field(default_factory=lambda: _huvudman(None, "api.receiver_huvudman"))
     #: Organisations (HSA-id / organisationsnummer) allowed to post notifications and messages for the region.
     region_organisations: tuple[str, ...] = ()
     limits: Limits = field(default_factory=Limits)
@@ -122,6 +128,18 @@ def _tuple(value: Any, key: str) -> tuple[str, ...]:
     if isinstance(value, list) and all(isinstance(v, str) for v in value):
         return tuple(value)
     raise SettingsError(f"{key} must be a list of strings")
+
+
+def _huvudman(value: Any, key: str, default: str | None = None) -> str:
+    """A huvudman code (kommun, region, annan); None: ``default``, else the environment's receiver huvudman."""
+    from adapter.config import huvudman_codes, receiver_huvudman
+
+    if value is not None and not isinstance(value, str):
+        raise SettingsError(f"{key} must be one of {', '.join(huvudman_codes())}")
+    try:
+        return receiver_huvudman(value or default)
+    except ValueError as exc:
+        raise SettingsError(f"{key}: {exc}") from None
 
 
 def _trusted_url(url: str) -> bool:
@@ -173,7 +191,8 @@ def _municipal(raw: dict[str, Any]) -> MunicipalDelivery:
     if endpoint and not str(endpoint).startswith(("http://", "https://")):
         raise SettingsError("municipal.endpoint must be an http(s) URL")
     return MunicipalDelivery(endpoint=endpoint, folder=raw.get("folder"), format=fmt,
-                             organisation=raw.get("organisation"))
+                             organisation=raw.get("organisation"),
+                             huvudman=_huvudman(raw.get("huvudman"), "municipal.huvudman", "kommun"))
 
 
 def from_dict(raw: dict[str, Any]) -> ApiSettings:
@@ -186,6 +205,7 @@ def from_dict(raw: dict[str, Any]) -> ApiSettings:
         issuers=tuple(_issuer(i, n) for n, i in enumerate(raw.get("issuers", []))),
         clients=tuple(_client(c, n) for n, c in enumerate(raw.get("clients", []))),
         server=api.get("server"),
+        receiver_huvudman=_huvudman(api.get("receiver_huvudman"), "api.receiver_huvudman"),
         region_organisations=_tuple(api.get("region_organisations"), "api.region_organisations"),
         limits=limits,
         municipal=_municipal(municipal),

@@ -1,8 +1,9 @@
 """`carebridge outbox list|dead|show|replay|discard`: look into the outbox and act on dead letters.
 
 `replay ID [--edit FILE]` queues a message again at its place in its person's order; with
-`--edit` the new document is converted and validated first (refused when invalid) and the
-original payload is kept in the edit trail. Every replay, edit and discard is audited.
+`--edit` the new document is converted and validated first (as a transfer to the destination's
+huvudman, `--receiver-huvudman`; refused when invalid) and the original payload is kept in the
+edit trail. Every replay, edit and discard is audited.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from pathlib import Path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from adapter.gateway.options import add_receiver_argument
+
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--db", metavar="URL", help="outbox database (default: $CAREBRIDGE_DB or ./carebridge.db)")
     sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
@@ -38,6 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     replay.add_argument("--edit", metavar="FILE", help="replace the payload with this document (validated first)")
     replay.add_argument("--reason", help="why (kept in the audit trail)")
     replay.add_argument("--actor", default=None, help="who (default: the login name)")
+    add_receiver_argument(replay, what="the message's destination (validating --edit)")
     discard = add("discard", "give up on a dead or rejected message (releases its person's queue)")
     discard.add_argument("id", type=int)
     discard.add_argument("--reason", help="why (kept in the audit trail)")
@@ -132,7 +136,15 @@ def _replay(outbox, args: argparse.Namespace) -> int:  # type: ignore[no-untyped
         except OSError as exc:
             print(f"carebridge outbox: {args.edit}: cannot read: {exc.strerror or exc}", file=sys.stderr)
             return 2
-    result = outbox.replay(args.id, actor=_actor(args), new_data=data, reason=args.reason)
+    huvudman = None
+    if data is not None:
+        from adapter.gateway.options import receiver_huvudman
+
+        huvudman = receiver_huvudman(args)
+        if huvudman is None:
+            return 2
+    result = outbox.replay(args.id, actor=_actor(args), new_data=data, reason=args.reason,
+                           receiver_huvudman=huvudman)
     if result.status == "refused":
         print(f"carebridge outbox: the edited document is not valid, nothing changed: {_short(result.problem, 300)}",
               file=sys.stderr)

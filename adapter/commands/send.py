@@ -1,10 +1,12 @@
 """`carebridge send FILE... --server URL [--db URL]`: convert, validate, enqueue and deliver.
 
-Every file is converted and validated, then all are accepted into the outbox in one transaction
-(a file that fails validation is kept there as rejected, with its OperationOutcome, and never
-queued), then delivered in per-person order. Exit 0 when
-every file was delivered; 1 with a report when any was rejected, dead-lettered or is still
-waiting for a retry (``carebridge worker`` continues it); 2 when nothing could start.
+Every file is converted and validated as a transfer to the server's huvudman
+(``--receiver-huvudman``, default region: a document another huvudman authored needs the
+person's consent), then all are accepted into the outbox in one transaction (a file that fails
+validation is kept there as rejected, with its OperationOutcome, and never queued), then
+delivered in per-person order. Exit 0 when every file was delivered; 1 with a report when any
+was rejected, dead-lettered or is still waiting for a retry (``carebridge worker`` continues it);
+2 when nothing could start.
 """
 
 from __future__ import annotations
@@ -16,11 +18,12 @@ from pathlib import Path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from adapter.gateway.options import add_server_arguments
+    from adapter.gateway.options import add_receiver_argument, add_server_arguments
 
     parser.add_argument("files", nargs="+", metavar="FILE",
                         help="documents in any format `convert` reads, or a FHIR resource (a versioned update)")
     add_server_arguments(parser)
+    add_receiver_argument(parser)
     parser.add_argument("--no-deliver", action="store_true", help="only enqueue; leave delivery to `carebridge worker`")
     parser.add_argument("--quiet", "-q", action="store_true", help="print only problems")
 
@@ -54,15 +57,18 @@ class Progress:
 
 
 def run(args: argparse.Namespace) -> int:
-    from adapter.gateway.options import configure_logging, open_gateway, open_outbox
+    from adapter.gateway.options import configure_logging, open_gateway, open_outbox, receiver_huvudman
 
     configure_logging(args, "WARNING")
+    huvudman = receiver_huvudman(args)
+    if huvudman is None:
+        return 2
     gateway = open_gateway(args)
     if gateway is None:
         return 2
     outbox = open_outbox(args)
     try:
-        accepted = _accept_all(outbox, gateway.base_url, args.files)
+        accepted = _accept_all(outbox, gateway.base_url, args.files, huvudman)
         queued = [a.message_id for _, a in accepted if a is not None and a.status == "pending"]
         if queued and not args.no_deliver:
             _deliver(outbox, gateway, queued, args.concurrency)
@@ -72,8 +78,9 @@ def run(args: argparse.Namespace) -> int:
         outbox.close()
 
 
-def _accept_all(outbox, destination: str, files: list[str]):  # type: ignore[no-untyped-def]
-    """Convert and validate every file, then accept them all in one transaction; unreadable files are reported."""
+def _accept_all(outbox, destination: str, files: list[str], huvudman: str):  # type: ignore[no-untyped-def]
+    """Convert and validate every file (as a transfer to ``huvudman``), then accept them all in one
+    transaction; unreadable files are reported."""
     from adapter.outbox.intake import prepare
 
     progress = Progress(len(files), "checking")
@@ -86,7 +93,7 @@ def _accept_all(outbox, destination: str, files: list[str]):  # type: ignore[no-
             print(f"carebridge send: {name}: cannot read: {exc.strerror or exc}", file=sys.stderr)
             accepted.append((name, None))
             continue
-        p = prepare(data)
+        p = prepare(data, receiver_huvudman=huvudman)
         prepared.append(p)
         names.append(name)
         accepted.append((name, p))

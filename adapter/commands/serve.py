@@ -4,7 +4,10 @@ Issuers, client certificates, the regional organisations, limits and the municip
 come from ``--config`` (TOML or JSON, or ``$CAREBRIDGE_API_CONFIG``; see docs/security.md).
 With ``--tls-cert``/``--tls-key`` it serves HTTPS; adding ``--tls-client-ca`` asks clients for a
 certificate and verifies it against that CA (mutual TLS for system clients). Documents are
-delivered by worker threads in the same process unless ``--no-workers``.
+delivered by worker threads in the same process unless ``--no-workers``. Submissions are
+validated as a transfer to the regional server's huvudman (``--receiver-huvudman`` or
+``api.receiver_huvudman``, default region); messages for the municipality as one to
+``municipal.huvudman`` (default kommun).
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import sys
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from adapter.gateway.options import add_server_arguments
+    from adapter.gateway.options import add_receiver_argument, add_server_arguments
 
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8080, help="port to listen on (default: 8080)")
@@ -25,6 +28,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     tls.add_argument("--tls-key", metavar="PEM", help="private key of the server certificate")
     tls.add_argument("--tls-client-ca", metavar="PEM", help="CA that issues client certificates (enables mutual TLS)")
     add_server_arguments(parser, server_required=False)
+    add_receiver_argument(parser, what="the regional server (overrides api.receiver_huvudman; the municipal "
+                                       "destination's is municipal.huvudman, default kommun)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -45,6 +50,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
     if args.server:
         settings = replace(settings, server=args.server.rstrip("/"))
+    if args.receiver_huvudman:
+        settings = replace(settings, receiver_huvudman=args.receiver_huvudman)
     if args.no_workers:
         settings = replace(settings, workers=False)
     if bool(args.tls_cert) != bool(args.tls_key) or (args.tls_client_ca and not args.tls_cert):

@@ -1,4 +1,5 @@
-"""Command-line options shared by `send`, `worker` and `bench`: server, database, auth, logging."""
+"""Command-line options shared by `send`, `worker`, `serve` and `bench`: server, database, auth, logging,
+the receiving huvudman."""
 
 from __future__ import annotations
 
@@ -25,6 +26,25 @@ def add_server_arguments(parser: argparse.ArgumentParser, *, server_required: bo
     auth.add_argument("--cert", metavar="PEM", help="client certificate for mutual TLS")
     auth.add_argument("--cert-key", metavar="PEM", help="private key of the client certificate")
     auth.add_argument("--ca", metavar="PEM", help="CA bundle that verifies the server's certificate")
+
+
+def add_receiver_argument(parser: argparse.ArgumentParser, *, what: str = "the server") -> None:
+    """--receiver-huvudman: whom documents are validated as going to (the consent rule)."""
+    parser.add_argument("--receiver-huvudman", choices=("kommun", "region", "annan"), default=None,
+                        help=f"huvudman of {what}; documents are validated as a transfer to it, so one "
+                             "another huvudman authored needs consent or a legal basis "
+                             "(default: $CAREBRIDGE_RECEIVER_HUVUDMAN or region)")
+
+
+def receiver_huvudman(args: argparse.Namespace) -> str | None:
+    """``--receiver-huvudman``, else the environment's setting; None after a message on stderr when invalid."""
+    from adapter.config import receiver_huvudman as configured
+
+    try:
+        return configured(getattr(args, "receiver_huvudman", None))
+    except ValueError as exc:
+        print(f"carebridge {args.command}: CAREBRIDGE_RECEIVER_HUVUDMAN: {exc}", file=sys.stderr)
+        return None
 
 
 def auth_settings(args: argparse.Namespace) -> AuthSettings:

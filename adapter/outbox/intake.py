@@ -10,6 +10,11 @@ Two kinds of payload are delivered:
 
 A payload whose OperationOutcome has an error is never queued: ``prepare`` returns it with the
 outcome so the outbox keeps it as a rejected message.
+
+Validation is that of a transfer to the destination's huvudman (``receiver_huvudman``: kommun,
+region or annan; default ``$CAREBRIDGE_RECEIVER_HUVUDMAN``, else region): the consent rule reads
+the sender from the payload, so a document another huvudman authored needs the person's consent
+(or a legal basis) to be sent there.
 """
 
 from __future__ import annotations
@@ -92,10 +97,15 @@ def idempotency_problems(kind: str, payload: dict[str, Any]) -> list[dict[str, A
     return issues
 
 
-def prepare(data: bytes) -> Prepared:
-    """Convert, check and validate one input document; never raises for a bad document."""
+def prepare(data: bytes, *, receiver_huvudman: str | None = None) -> Prepared:
+    """Convert, check and validate one input document as a transfer to ``receiver_huvudman``
+    (default: ``adapter.config.receiver_huvudman()``); never raises for a bad document."""
     from adapter import conversion
     from adapter.compliance import has_errors, validate
+    from adapter.compliance.context import ValidationContext
+    from adapter.config import receiver_huvudman as configured
+
+    context = ValidationContext(receiver_huvudman=configured(receiver_huvudman))
 
     try:
         kind, payload = read_payload(data)
@@ -107,7 +117,7 @@ def prepare(data: bytes) -> Prepared:
     if issues:
         outcome = {"resourceType": "OperationOutcome", "issue": issues}
         return Prepared(kind, payload, raw, outcome, issues[0]["details"]["text"])
-    outcome = validate(payload)
+    outcome = validate(payload, context=context)
     if has_errors(outcome):
         first = next(i for i in outcome["issue"] if i.get("severity") in ("error", "fatal"))
         where = (first.get("expression") or [""])[0]

@@ -222,10 +222,12 @@ class Outbox:
 
     # --- accepting documents ------------------------------------------------------------
 
-    def accept(self, data: bytes, destination: str, *, source: str | None = None,
-               actor: str = "carebridge") -> Accepted:
-        """Convert, validate (fail closed) and enqueue one document; a rejected one is kept with its outcome."""
-        return self.enqueue_prepared(prepare(data), destination, source=source, actor=actor)
+    def accept(self, data: bytes, destination: str, *, source: str | None = None, actor: str = "carebridge",
+               receiver_huvudman: str | None = None) -> Accepted:
+        """Convert, validate (fail closed, as a transfer to the destination's huvudman) and enqueue one
+        document; a rejected one is kept with its outcome."""
+        return self.enqueue_prepared(prepare(data, receiver_huvudman=receiver_huvudman), destination,
+                                     source=source, actor=actor)
 
     def enqueue_prepared(self, prepared: Prepared, destination: str, *, source: str | None = None,
                          actor: str = "carebridge") -> Accepted:
@@ -456,13 +458,14 @@ class Outbox:
     # --- operators: replay, edit, discard -------------------------------------------------
 
     def replay(self, message_id: int, *, actor: str, new_data: bytes | None = None,
-               reason: str | None = None) -> Accepted:
+               reason: str | None = None, receiver_huvudman: str | None = None) -> Accepted:
         """Queue a message again at its place in its person's order, optionally with an edited payload.
 
         The original payload stays in the edit trail; an edited payload is converted and validated
-        like a new document and refused (nothing changes) when it has errors.
+        like a new document (a transfer to ``receiver_huvudman``, the huvudman of the message's
+        destination) and refused (nothing changes) when it has errors.
         """
-        prepared = prepare(new_data) if new_data is not None else None
+        prepared = prepare(new_data, receiver_huvudman=receiver_huvudman) if new_data is not None else None
         if prepared is not None and not prepared.ok:
             return Accepted(message_id, "refused", prepared.kind, prepared.outcome, prepared.problem)
         subject = subject_of(prepared.payload or {}) if prepared is not None else None

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from adapter.standin import RunningServer
-from tests.gateway.payloads import decisions, write
+from tests.gateway.payloads import bundles, conditional_keys, decisions, per_key_counts, write
 from tests.gateway.test_crash import carebridge, child_env
 
 pytestmark = pytest.mark.integration
@@ -59,6 +59,32 @@ def test_send_reports_rejected_documents_and_replay_with_edit_delivers(medplum_s
     assert [json.loads(line)["status"] for line in listing.stdout.splitlines()] == ["delivered", "delivered"]
     show = cli("outbox", "show", "2", "--db", db, cwd=tmp_path)
     assert "edit by maria: rättat personnummer" in show.stdout and "outcome 0: delivered" in show.stdout
+
+
+def test_a_decision_without_consent_is_not_sent_to_a_region_but_is_to_a_kommun(medplum_server: RunningServer,
+                                                                                tag: str, tmp_path: Path) -> None:
+    doc = json.loads(decisions(tag, 1, persons=1)[0])
+    del doc["samtycke"]  # a kommun's decision without the person's consent to share it
+    (tmp_path / "d.json").write_text(json.dumps(doc, ensure_ascii=False))
+    keys = {k for k in conditional_keys(bundles([json.dumps(doc).encode()])) if tag in k[1]}
+    assert len(keys) >= 5
+    db = str(tmp_path / "o.db")
+    run = cli("send", "d.json", "--server", medplum_server.base_url, "--db", db, cwd=tmp_path)
+    assert run.returncode == 1 and "rejected   #1 d.json" in run.stdout and "crosses huvudmän" in run.stdout
+    dead = [json.loads(line) for line in cli("outbox", "dead", "--db", db, "--json", cwd=tmp_path).stdout.splitlines()]
+    assert [(d["message_id"], d["stage"], d["message_status"]) for d in dead] == [(1, "validation", "rejected")]
+    rules = {c["code"] for i in dead[0]["outcome"]["issue"] if i["severity"] == "error"
+             for c in i["details"].get("coding", ())}
+    assert rules == {"se-consent"}
+    assert set(per_key_counts(medplum_server.base_url, keys).values()) == {0}  # nothing reached the server
+    to_kommun = cli("send", "d.json", "--server", medplum_server.base_url, "--db", db, "--receiver-huvudman", "kommun",
+                    cwd=tmp_path)
+    assert to_kommun.returncode == 0, to_kommun.stdout + to_kommun.stderr
+    assert "delivered  #2 d.json" in to_kommun.stdout
+    assert set(per_key_counts(medplum_server.base_url, keys).values()) == {1}
+    bad_env = cli("send", "d.json", "--server", medplum_server.base_url, "--db", db, cwd=tmp_path,
+                  env={"CAREBRIDGE_RECEIVER_HUVUDMAN": "landsting"})
+    assert bad_env.returncode == 2 and "landsting" in bad_env.stderr
 
 
 def test_invalid_edit_is_refused(medplum_server: RunningServer, tag: str, tmp_path: Path) -> None:

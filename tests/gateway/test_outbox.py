@@ -80,6 +80,29 @@ def test_invalid_document_is_kept_rejected_with_its_outcome_and_audited(outbox: 
     assert "193802142385" not in json.dumps(events)
 
 
+def _rules(outcome: dict) -> set[str]:
+    return {c["code"] for i in outcome["issue"] if i["severity"] in ("error", "fatal")
+            for c in (i.get("details") or {}).get("coding", ())}
+
+
+def test_consent_is_checked_for_the_huvudman_of_the_destination(outbox: Outbox, tag: str,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    doc = json.loads(decisions(tag, 1, 1)[0])
+    del doc["samtycke"]
+    data = json.dumps(doc).encode()
+    to_region = outbox.accept(data, DEST)  # the default destination: a region
+    assert to_region.status == REJECTED and _rules(to_region.outcome) == {"se-consent"}
+    assert "crosses huvudmän" in (to_region.problem or "")
+    assert outbox.accept(data, DEST, receiver_huvudman="kommun").status == PENDING
+    refused = outbox.replay(to_region.message_id, actor="x", new_data=data)  # an edit is checked the same way
+    assert refused.status == "refused" and _rules(refused.outcome) == {"se-consent"}
+    assert outbox.replay(to_region.message_id, actor="x", new_data=data, receiver_huvudman="kommun").status == PENDING
+    monkeypatch.setenv("CAREBRIDGE_RECEIVER_HUVUDMAN", "kommun")
+    assert outbox.accept(data, DEST + "/kommun").status == PENDING
+    monkeypatch.setenv("CAREBRIDGE_RECEIVER_HUVUDMAN", "region")
+    assert outbox.accept(data, DEST + "/kommun").status == REJECTED
+
+
 def test_non_idempotent_transaction_is_refused(outbox: Outbox, tag: str) -> None:
     from adapter.outbox.intake import idempotency_problems
 

@@ -99,7 +99,7 @@ def replay(request: Request, message_id: int = Path(ge=1, le=2**62),
     if new_data is not None:
         if message.destination != svc.settings.server:
             raise ApiError(400, "only documents for the regional server can be replayed with an edited document")
-        edited = prepare_safely(new_data)
+        edited = prepare_safely(new_data, svc.settings.receiver_huvudman)
         edited_parties = parties_of(edited.payload) if edited.payload is not None else refused_bundle_parties(new_data)
         if edited_parties is None:
             raise ApiError(400, edited.problem or "unreadable document", code="structure", outcome=edited.outcome)
@@ -108,7 +108,8 @@ def replay(request: Request, message_id: int = Path(ge=1, le=2**62),
             outcome = (with_full_outcome(edited, new_data) if edited.payload is None else edited).outcome
             raise ApiError(422, f"the edited document failed validation: {edited.problem}", outcome=outcome)
     try:
-        accepted = svc.outbox.replay(message_id, actor=principal.actor, new_data=new_data, reason=reason)
+        accepted = svc.outbox.replay(message_id, actor=principal.actor, new_data=new_data, reason=reason,
+                                     receiver_huvudman=svc.settings.receiver_huvudman)
     except NotReplayable as exc:
         raise ApiError(409, str(exc), code="conflict") from None
     if accepted.status == "refused":

@@ -52,7 +52,7 @@ def submit(request: Request, flow: str = Path(description="the document's flow (
     if not svc.settings.server:
         raise ApiError(503, "no regional server is configured; nothing can be queued", code="transient")
     check_format(data, media_type(request), flow)
-    prepared = prepare_safely(data)
+    prepared = prepare_safely(data, svc.settings.receiver_huvudman)
     parties = parties_of(prepared.payload) if prepared.payload is not None else refused_bundle_parties(data)
     if parties is None:
         raise ApiError(400, prepared.problem or "unreadable document", code="structure", outcome=prepared.outcome)

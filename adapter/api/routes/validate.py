@@ -42,9 +42,18 @@ def resource_of(value: dict[str, Any]) -> dict[str, Any]:
 )
 def validate(request: Request, data: bytes = Depends(body_bytes),
              profile: str | None = Query(default=None, max_length=500, description="a profile URL to validate against"),
+             receiver_huvudman: str | None = Query(
+                 default=None, pattern="^(kommun|region|annan)$",
+                 description="validate as a transfer to this huvudman (default: the regional server's, where "
+                             "submitted documents go)"),
              principal: Principal = Depends(caller), svc: Services = Depends(services)) -> Response:
-    """Base R4 structure and invariants, the carebridge profiles and the Swedish rules, as one OperationOutcome."""
+    """Base R4 structure and invariants, the carebridge profiles and the Swedish rules, as one OperationOutcome.
+
+    Validated as a submission is: a transfer to the regional server's huvudman (or
+    ``receiver_huvudman``), so a document another huvudman authored needs the person's consent.
+    """
     from adapter.compliance import validate as check
+    from adapter.compliance.context import ValidationContext
     from adapter.logs import get_logger
 
     access = note(request)
@@ -55,7 +64,8 @@ def validate(request: Request, data: bytes = Depends(body_bytes),
     except (TypeError, ValueError):
         pass
     try:
-        outcome = check(resource, profile)
+        context = ValidationContext(receiver_huvudman=receiver_huvudman or svc.settings.receiver_huvudman)
+        outcome = check(resource, profile, context=context)
     except Exception as exc:  # noqa: BLE001 - a validator crash on odd input is a 400, and logged
         get_logger("api").exception("validator failed")
         raise ApiError(400, f"the resource could not be validated ({type(exc).__name__})", code="structure") from None
