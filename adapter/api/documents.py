@@ -86,19 +86,6 @@ def refused_bundle_parties(data: bytes) -> Parties | None:
     return parties if parties.senders else None
 
 
-def with_full_outcome(prepared: Any, data: bytes) -> Any:
-    """The prepared (refused) document with the compliance engine's whole OperationOutcome."""
-    from dataclasses import replace
-
-    from adapter.compliance import has_errors, validate
-
-    try:
-        outcome = validate(json.loads(data))
-    except Exception:  # noqa: BLE001 - keep the one-line outcome intake gave
-        return prepared
-    return replace(prepared, outcome=outcome) if has_errors(outcome) else prepared
-
-
 def _flow_of(detected: Any) -> str | None:
     if detected.format in ("json", "xml", "riv"):
         return detected.detail or None

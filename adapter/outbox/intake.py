@@ -109,9 +109,9 @@ def prepare(data: bytes, *, receiver_huvudman: str | None = None) -> Prepared:
 
     try:
         kind, payload = read_payload(data)
-    except conversion.ConversionError as exc:
+    except conversion.ConversionError as exc:  # unreadable, or a FHIR Bundle the compliance engine refused on arrival
         text = data.decode("utf-8", errors="replace")
-        return Prepared("unknown", None, text, outcome_of(str(exc), "structure"), str(exc))
+        return Prepared("unknown", None, text, exc.outcome or outcome_of(str(exc), "structure"), str(exc))
     raw = dump(payload)
     issues = idempotency_problems(kind, payload)
     if issues:

@@ -103,6 +103,21 @@ def test_consent_is_checked_for_the_huvudman_of_the_destination(outbox: Outbox, 
     assert outbox.accept(data, DEST + "/kommun").status == REJECTED
 
 
+def test_a_fhir_bundle_refused_on_arrival_keeps_the_compliance_engines_outcome(tag: str) -> None:
+    from adapter.outbox.intake import prepare
+    from tests.gateway.payloads import bundles
+
+    bundle = bundles(decisions(tag, 1, 1))[0]
+    for entry in bundle["entry"]:
+        if entry["resource"]["resourceType"] == "ServiceRequest":
+            entry["resource"]["status"] = "bogus"
+    prepared = prepare(json.dumps(bundle).encode())
+    assert not prepared.ok and prepared.payload is None
+    errors = [i for i in prepared.outcome["issue"] if i["severity"] == "error"]
+    assert errors and all("bogus" in i["details"]["text"] for i in errors)
+    assert all(i["expression"][0].startswith("Bundle.entry[") and i["expression"][0].endswith(".status") for i in errors)
+
+
 def test_non_idempotent_transaction_is_refused(outbox: Outbox, tag: str) -> None:
     from adapter.outbox.intake import idempotency_problems
 

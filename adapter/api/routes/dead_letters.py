@@ -13,7 +13,7 @@ from adapter.api.access import note
 from adapter.api.auth import caller
 from adapter.api.authorisation import require_reader, require_scope, require_submitter
 from adapter.api.deps import body_bytes, services
-from adapter.api.documents import parties_for, prepare_safely, refused_bundle_parties, with_full_outcome
+from adapter.api.documents import parties_for, prepare_safely, refused_bundle_parties
 from adapter.api.errors import ApiError
 from adapter.api.parties import parties_of
 from adapter.api.principal import Principal
@@ -105,8 +105,7 @@ def replay(request: Request, message_id: int = Path(ge=1, le=2**62),
             raise ApiError(400, edited.problem or "unreadable document", code="structure", outcome=edited.outcome)
         require_submitter(request, principal, edited_parties)
         if not edited.ok:
-            outcome = (with_full_outcome(edited, new_data) if edited.payload is None else edited).outcome
-            raise ApiError(422, f"the edited document failed validation: {edited.problem}", outcome=outcome)
+            raise ApiError(422, f"the edited document failed validation: {edited.problem}", outcome=edited.outcome)
     try:
         accepted = svc.outbox.replay(message_id, actor=principal.actor, new_data=new_data, reason=reason,
                                      receiver_huvudman=svc.settings.receiver_huvudman)

@@ -42,7 +42,7 @@ def submit(request: Request, flow: str = Path(description="the document's flow (
            data: bytes = Depends(body_bytes), principal: Principal = Depends(caller),
            svc: Services = Depends(services)) -> Any:
     """Convert, validate and queue a document for the regional server, as the caller's organisation."""
-    from adapter.api.documents import flows, prepare_safely, refused_bundle_parties, with_full_outcome
+    from adapter.api.documents import flows, prepare_safely, refused_bundle_parties
 
     access = note(request)
     access.interaction, access.what = "create", f"submit {flow}"
@@ -56,8 +56,6 @@ def submit(request: Request, flow: str = Path(description="the document's flow (
     parties = parties_of(prepared.payload) if prepared.payload is not None else refused_bundle_parties(data)
     if parties is None:
         raise ApiError(400, prepared.problem or "unreadable document", code="structure", outcome=prepared.outcome)
-    if prepared.payload is None:  # a FHIR Bundle the compliance engine refused on arrival: kept with its outcome
-        prepared = with_full_outcome(prepared, data)
     access.person_keys = [svc.person_key(p) for p in sorted(parties.persons)]
     require_submitter(request, principal, parties)
     accepted = svc.outbox.enqueue_prepared(prepared, svc.settings.server, source=f"api {principal.actor}"[:500],
