@@ -2,8 +2,8 @@
 
 A change becomes an outbox message of kind ``municipal`` whose destination is the municipal
 endpoint URL or ``folder:<path>``. Its payload is an envelope: the document text (canonical JSON
-or municipal XML), its media type and file name, and the person and organisation (as FHIR-style
-references, which is how the outbox orders messages per person). ``MunicipalGateway`` is what
+or municipal XML), its media type and file name. The person (per-person order) and the
+organisation are given to the outbox as the message's ``Subject``. ``MunicipalGateway`` is what
 the outbox ``Worker`` delivers those messages with: it writes the file atomically into the
 folder, or POSTs it to the endpoint with retries classified like the regional gateway's.
 """
@@ -25,10 +25,9 @@ from adapter.gateway.client import Delivered, Round
 from adapter.gateway.errors import (RETRYABLE_STATUS, CircuitOpen, Interrupted, Permanent, Transient,
                                     operation_outcome, retry_after_seconds)
 from adapter.gateway.limits import CircuitBreaker
-from mappings import systems
+from adapter.outbox.subjects import Subject
 
 KIND = "municipal"
-SID_MUNICIPAL_DELIVERY = f"{systems.BASE}/sid/municipal-delivery"
 MEDIA_TYPES = {"json": "application/json", "xml": "application/xml"}
 
 
@@ -41,23 +40,19 @@ def render(document: BaseModel, fmt: str) -> str:
     return json.dumps(document.model_dump(mode="json", exclude_none=True), ensure_ascii=False, indent=2) + "\n"
 
 
-def envelope(document: BaseModel, fmt: str, filename: str, *, person: str | None, organisation: str | None) -> dict[str, Any]:
+def envelope(document: BaseModel, fmt: str, filename: str) -> dict[str, Any]:
     """The outbox payload for one municipal document."""
-    payload: dict[str, Any] = {
+    return {
         "delivery": KIND,
-        "identifier": [{"system": SID_MUNICIPAL_DELIVERY, "value": filename}],
         "filename": filename,
         "media_type": MEDIA_TYPES[fmt],
         "content": render(document, fmt),
     }
-    if person:
-        from mappings.identifiers import person_identifier_system
 
-        payload["for"] = {"identifier": {"system": person_identifier_system(person), "value": person}}
-    if organisation:
-        system = systems.ORGANISATIONSNUMMER if organisation.isdigit() else systems.HSA_ID
-        payload["owner"] = {"identifier": {"system": system, "value": organisation}}
-    return payload
+
+def subject(filename: str, *, person: str | None, organisation: str | None) -> Subject:
+    """Whom a municipal document is about (its person's messages are delivered in order) and for."""
+    return Subject(person, organisation, f"{KIND}|{filename}")
 
 
 def enqueue(outbox: Any, document: BaseModel, *, destination: str, fmt: str, filename: str, person: str | None,
@@ -65,12 +60,13 @@ def enqueue(outbox: Any, document: BaseModel, *, destination: str, fmt: str, fil
     """Queue a municipal document in the outbox; returns the message id."""
     from adapter.outbox.intake import Prepared, dump
 
-    payload = envelope(document, fmt, filename, person=person, organisation=organisation)
+    payload = envelope(document, fmt, filename)
     outcome = {"resourceType": "OperationOutcome",
                "issue": [{"severity": "information", "code": "informational",
                           "details": {"text": f"{document.kind} for the municipality"}}]}  # type: ignore[attr-defined]
     prepared = Prepared(KIND, payload, dump(payload), outcome)
-    return outbox.enqueue_prepared(prepared, destination, source=source[:500], actor=actor).message_id
+    return outbox.enqueue_prepared(prepared, destination, source=source[:500], actor=actor,
+                                   subject=subject(filename, person=person, organisation=organisation)).message_id
 
 
 def safe_filename(name: str) -> str:

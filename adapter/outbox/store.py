@@ -230,9 +230,16 @@ class Outbox:
                                      source=source, actor=actor)
 
     def enqueue_prepared(self, prepared: Prepared, destination: str, *, source: str | None = None,
-                         actor: str = "carebridge") -> Accepted:
-        """Store a prepared document in one transaction: queued when valid, rejected (dead letter) otherwise."""
-        subject = subject_of(prepared.payload) if prepared.payload else Subject(None, None, f"raw|{_sha256(prepared.raw)}")
+                         actor: str = "carebridge", subject: Subject | None = None) -> Accepted:
+        """Store a prepared document in one transaction: queued when valid, rejected (dead letter) otherwise.
+
+        ``subject`` names the person (per-person order) and the responsible organisation; by default
+        they are read from the FHIR payload (``subject_of``), which a payload of another kind (a
+        municipal document) cannot offer.
+        """
+        if subject is None:
+            subject = (subject_of(prepared.payload) if prepared.payload
+                       else Subject(None, None, f"raw|{_sha256(prepared.raw)}"))
         key = self.key_of(subject)
         status = PENDING if prepared.ok else REJECTED
         for _attempt in range(20):  # a concurrent enqueue for the same person may take our seq: retry

@@ -32,13 +32,25 @@ def test_json_and_xml_forms() -> None:
     assert root.findtext("{urn:carebridge:municipal:1}status") == "on-hold"
 
 
-def test_envelope_names_the_person_for_ordering() -> None:
-    from adapter.outbox.subjects import subject_of
+def test_the_outbox_orders_municipal_documents_by_the_person_given_as_their_subject(tmp_path: Path) -> None:
+    from adapter.inbound.municipal import enqueue
+    from adapter.outbox import Outbox
+    from adapter.outbox.subjects import Subject
 
-    payload = envelope(STATUS, "json", "a.json", person="193802142384", organisation="2120000134")
-    subject = subject_of(payload)
-    assert subject.person == "193802142384"
-    assert subject.organisation == "2120000134"
+    outbox = Outbox.open(f"sqlite:///{tmp_path / 'o.db'}")
+    try:
+        ids = [enqueue(outbox, STATUS, destination=f"folder:{tmp_path}", fmt="json", filename=f"{n}.json",
+                       person="193802142384", organisation="2120000134", source="test", actor="test")
+               for n in range(2)]
+        other = enqueue(outbox, STATUS, destination=f"folder:{tmp_path}", fmt="json", filename="x.json",
+                        person=None, organisation=None, source="test", actor="test")
+        first, second, anonymous = (outbox.get(i) for i in (*ids, other))
+        assert first.person_key == second.person_key == outbox.key_of(Subject("193802142384", None, ""))
+        assert (first.seq, second.seq, first.person_label, first.organisation) == (1, 2, "193802******", "2120000134")
+        assert anonymous.seq == 1 and anonymous.person_key != first.person_key
+        assert set(first.payload) == {"delivery", "filename", "media_type", "content"}  # no FHIR-style for/owner
+    finally:
+        outbox.close()
 
 
 def test_file_names_never_leave_the_folder() -> None:
@@ -49,7 +61,7 @@ def test_file_names_never_leave_the_folder() -> None:
 
 def test_folder_delivery_is_atomic_and_idempotent(tmp_path: Path) -> None:
     gateway = MunicipalGateway(f"folder:{tmp_path}")
-    payload = envelope(STATUS, "xml", "assignment-status-Task-7-v3.xml", person="193802142384", organisation=None)
+    payload = envelope(STATUS, "xml", "assignment-status-Task-7-v3.xml")
     for _ in range(2):
         delivered = gateway.deliver(KIND, payload, "cid", gateway.new_round())
         assert delivered.summary == {"file": "assignment-status-Task-7-v3.xml"}
@@ -95,7 +107,7 @@ def endpoint() -> Iterator[Endpoint]:
 
 def test_endpoint_delivery(endpoint: Endpoint) -> None:
     gateway = MunicipalGateway(endpoint.url)
-    payload = envelope(STATUS, "json", "assignment-status-Task-7-v3.json", person="193802142384", organisation=None)
+    payload = envelope(STATUS, "json", "assignment-status-Task-7-v3.json")
     endpoint.answers = [(503, {"Retry-After": "7"}), (201, {}), (400, {})]
     with pytest.raises(Transient) as transient:
         gateway.deliver(KIND, payload, "cid-1")
