@@ -29,7 +29,7 @@ def create_app(settings: ApiSettings, outbox: Outbox, *, regional_auth: AuthSett
     """A FastAPI app on ``outbox``; delivery workers run in its lifespan when ``settings.workers``."""
     from fastapi import FastAPI
 
-    from adapter.api import access, errors, metrics, store
+    from adapter.api import access, errors, metrics
     from adapter.api.auth import Authenticate
     from adapter.api.limits import BodyLimit, TimeLimit
     from adapter.api.routes import audit_log, dead_letters, documents, health, inbound, validate
@@ -49,7 +49,6 @@ def create_app(settings: ApiSettings, outbox: Outbox, *, regional_auth: AuthSett
 
     app = FastAPI(title="carebridge", version="1.0", description=DESCRIPTION, lifespan=lifespan)
     app.state.services = svc
-    store.create_tables(outbox.engine)
     outbox_metrics.watch(outbox)
     errors.install(app)
     for module in (health, documents, validate, inbound, dead_letters, audit_log):

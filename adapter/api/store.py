@@ -1,6 +1,7 @@
 """The API's own rows in the outbox database: who submitted each document, and which regional changes were taken in.
 
-Two small tables next to the outbox's (created here if missing, ``CREATE TABLE IF NOT EXISTS``):
+Two small tables next to the outbox's, created by the outbox's migration 0005 (``Outbox.open``
+runs it):
 
 - ``api_documents``: per outbox message sent through the API, the submitting organisation and
   caller, the document's senders and parties, and whether its person is protected, so a read
@@ -24,6 +25,7 @@ from adapter.outbox.schema import Key, UtcDateTime
 
 metadata = MetaData()
 
+#: Same columns as migration 0005_api_tables.
 api_documents = Table(
     "api_documents",
     metadata,
@@ -57,11 +59,6 @@ class DocumentRow:
     submitted_by: str
     parties: Parties
     outcome: dict[str, Any] | None
-
-
-def create_tables(engine: Engine) -> None:
-    """Create the API's tables if they are missing."""
-    metadata.create_all(engine, checkfirst=True)
 
 
 def remember_document(engine: Engine, message_id: int, *, flow: str, submitter: str, submitted_by: str,

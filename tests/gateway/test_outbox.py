@@ -54,6 +54,47 @@ def test_migrations_run_once_and_are_at_head(outbox: Outbox) -> None:
         assert current_revision(conn) == head()
 
 
+def test_the_api_tables_are_made_by_the_migrations(outbox: Outbox) -> None:
+    from sqlalchemy import inspect
+
+    from adapter.api import store
+
+    found = inspect(outbox.engine)
+    for table in store.metadata.sorted_tables:
+        assert {c["name"] for c in found.get_columns(table.name)} == set(table.c.keys())
+        assert [c for c in found.get_pk_constraint(table.name)["constrained_columns"]] == \
+            [c.name for c in table.primary_key.columns]
+
+
+def _upgrade_to(engine, revision: str) -> None:  # type: ignore[no-untyped-def]
+    from alembic import command
+    from alembic.config import Config
+
+    from adapter.outbox.migrate import SCRIPT_LOCATION
+
+    with engine.begin() as connection:
+        config = Config()
+        config.set_main_option("script_location", str(SCRIPT_LOCATION))
+        config.attributes["connection"] = connection
+        command.upgrade(config, revision)
+
+
+def test_api_tables_an_older_api_created_itself_are_kept(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from adapter.api import store
+    from adapter.outbox.db import make_engine
+    from adapter.outbox.migrate import upgrade
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'old.db'}")
+    _upgrade_to(engine, "0004")
+    store.metadata.create_all(engine)  # what the API did at start before migration 0005
+    assert store.claim_change(engine, "server|Task/1|1")
+    upgrade(engine)
+    with engine.connect() as conn:
+        assert current_revision(conn) == head()
+    assert not store.claim_change(engine, "server|Task/1|1")  # the row survived
+    engine.dispose()
+
+
 def test_valid_document_is_queued_with_a_hashed_person_key(outbox: Outbox, tag: str) -> None:
     doc = decisions(tag, 1, 1)[0]
     pnr = json.loads(doc)["person"]["personnummer"]
