@@ -8,10 +8,12 @@ Inputs, all validated by every contender in the same run:
 - `flows`: the transaction/message Bundles the mappings produce from every fixture.
 
 Throughput is items per CPU second of the measuring process (best of `--rounds`), so other load on
-the machine disturbs it less than wall-clock time would; wall-clock rates are printed too.
-FHIR.js (npm `fhir@4.12.0`, `errorOnUnexpected`) runs when node and npm are available: it is
-installed into `.cache/fhirjs/` on first use. The run also reports coverage: payloads of the
-negative corpus that a contender rejects but carebridge accepts (should be none).
+the machine disturbs it less than wall-clock time would; wall-clock rates are printed too. The
+rounds interleave the contenders (carebridge, R4B, FHIR.js, then again), so that a change in the
+machine's load affects all of them alike. FHIR.js (npm `fhir@4.12.0`, `errorOnUnexpected`) runs
+in a node process when node and npm are available: it is installed into `.cache/fhirjs/` on first
+use. The run also reports coverage: payloads of the negative corpus that a contender rejects but
+carebridge accepts (should be none).
 """
 
 from __future__ import annotations
@@ -40,33 +42,38 @@ EXCHANGED = (
 FHIRJS_DIR = REPO / ".cache" / "fhirjs"
 
 NODE_BENCH = r"""
+// Serves measurement rounds on request, so that they interleave with the Python contenders'
+// rounds (same machine load for both): each stdin line "NAME SECONDS" runs one round over the
+// input set NAME (after one warm pass the first time) and answers one JSON line {cpu, wall}.
+// "negative" answers the verdicts on the negative corpus.
 const fs = require('fs');
+const readline = require('readline');
 const Fhir = require('fhir').Fhir;
 const fhir = new Fhir();
-const [inputs, seconds, rounds] = [JSON.parse(fs.readFileSync(process.argv[2], 'utf8')), +process.argv[3], +process.argv[4]];
-const out = {};
-for (const [name, items] of Object.entries(inputs)) {
-  for (const r of items) fhir.validate(r, {errorOnUnexpected: true});
-  let best = 0, bestWall = 0;
-  for (let k = 0; k < rounds; k++) {
-    let n = 0; const c0 = process.cpuUsage(); const t0 = process.hrtime.bigint();
-    for (;;) {
-      for (const r of items) fhir.validate(r, {errorOnUnexpected: true});
-      n += items.length;
-      const c = process.cpuUsage(c0);
-      if ((c.user + c.system) / 1e6 >= seconds) {
-        const cpu = (c.user + c.system) / 1e6, wall = Number(process.hrtime.bigint() - t0) / 1e9;
-        best = Math.max(best, n / cpu); bestWall = Math.max(bestWall, n / wall); break;
-      }
+const inputs = JSON.parse(fs.readFileSync(process.argv[2], 'utf8'));
+const negatives = JSON.parse(fs.readFileSync(process.argv[3], 'utf8'));
+const warmed = {};
+const rl = readline.createInterface({input: process.stdin});
+rl.on('line', (line) => {
+  const [name, secs] = line.trim().split(' ');
+  if (name === 'negative') {
+    console.log(JSON.stringify(negatives.map(r => !fhir.validate(r, {errorOnUnexpected: true}).valid)));
+    return;
+  }
+  const items = inputs[name], seconds = +secs;
+  if (!warmed[name]) { for (const r of items) fhir.validate(r, {errorOnUnexpected: true}); warmed[name] = true; }
+  let n = 0; const c0 = process.cpuUsage(); const t0 = process.hrtime.bigint();
+  for (;;) {
+    for (const r of items) fhir.validate(r, {errorOnUnexpected: true});
+    n += items.length;
+    const c = process.cpuUsage(c0);
+    if ((c.user + c.system) / 1e6 >= seconds) {
+      const cpu = (c.user + c.system) / 1e6, wall = Number(process.hrtime.bigint() - t0) / 1e9;
+      console.log(JSON.stringify({cpu: n / cpu, wall: n / wall}));
+      break;
     }
   }
-  out[name] = {cpu: best, wall: bestWall};
-}
-if (process.argv[5]) {
-  const verdicts = JSON.parse(fs.readFileSync(process.argv[5], 'utf8')).map(r => !fhir.validate(r, {errorOnUnexpected: true}).valid);
-  out.negative = verdicts;
-}
-console.log(JSON.stringify(out));
+});
 """
 
 
@@ -107,23 +114,21 @@ def flow_bundles() -> list[dict]:
     return out
 
 
-def measure(fn: Callable[[Any], Any], items: list, seconds: float, rounds: int) -> dict[str, float]:
-    """Best items/s over `rounds` runs of at least `seconds` CPU seconds each (after one warm pass)."""
-    for x in items:
-        fn(x)
-    best_cpu = best_wall = 0.0
-    for _ in range(rounds):
-        n, c0, t0 = 0, time.process_time(), time.perf_counter()
-        while True:
-            for x in items:
-                fn(x)
-            n += len(items)
-            cpu = time.process_time() - c0
-            if cpu >= seconds:
-                break
-        best_cpu = max(best_cpu, n / cpu)
-        best_wall = max(best_wall, n / (time.perf_counter() - t0))
-    return {"cpu": best_cpu, "wall": best_wall}
+def measure_round(fn: Callable[[Any], Any], items: list, seconds: float) -> dict[str, float]:
+    """Items per CPU second (and per wall second) over one round of at least `seconds` CPU seconds."""
+    n, c0, t0 = 0, time.process_time(), time.perf_counter()
+    while True:
+        for x in items:
+            fn(x)
+        n += len(items)
+        cpu = time.process_time() - c0
+        if cpu >= seconds:
+            break
+    return {"cpu": n / cpu, "wall": n / (time.perf_counter() - t0)}
+
+
+def best(rounds: list[dict[str, float]]) -> dict[str, float]:
+    return {"cpu": max(r["cpu"] for r in rounds), "wall": max(r["wall"] for r in rounds)}
 
 
 def case_context(case: dict) -> Any:
@@ -153,30 +158,44 @@ def r4b_rejects(resource: dict) -> bool:
         return True
 
 
-def fhirjs(inputs: dict[str, list[dict]], seconds: float, rounds: int, negatives: list[dict]) -> dict | None:
-    """FHIR.js throughput (and verdicts on the negative corpus), or None when node/npm are missing."""
-    node, npm = shutil.which("node"), shutil.which("npm")
-    if not node or not npm:
-        return None
-    if not (FHIRJS_DIR / "node_modules" / "fhir").is_dir():
-        FHIRJS_DIR.mkdir(parents=True, exist_ok=True)
-        if not (FHIRJS_DIR / "package.json").exists():
-            (FHIRJS_DIR / "package.json").write_text('{"name": "fhirjs-bench", "private": true}\n')
-        done = subprocess.run([npm, "install", "fhir@4.12.0", "--no-audit", "--no-fund", "--silent"], cwd=FHIRJS_DIR, capture_output=True, text=True)
-        if done.returncode != 0:
-            print("FHIR.js not installed:", done.stderr.strip()[-200:], file=sys.stderr)
-            return None
-    with tempfile.TemporaryDirectory() as tmp:
-        data, neg, script = Path(tmp, "in.json"), Path(tmp, "neg.json"), Path(tmp, "bench.js")
+class FhirJs:
+    """FHIR.js in a node process that measures one round at a time on request (None if unavailable)."""
+
+    def __init__(self, inputs: dict[str, list[dict]], negatives: list[dict]) -> None:
+        self.proc: subprocess.Popen | None = None
+        node, npm = shutil.which("node"), shutil.which("npm")
+        if not node or not npm:
+            return
+        if not (FHIRJS_DIR / "node_modules" / "fhir").is_dir():
+            FHIRJS_DIR.mkdir(parents=True, exist_ok=True)
+            if not (FHIRJS_DIR / "package.json").exists():
+                (FHIRJS_DIR / "package.json").write_text('{"name": "fhirjs-bench", "private": true}\n')
+            done = subprocess.run([npm, "install", "fhir@4.12.0", "--no-audit", "--no-fund", "--silent"], cwd=FHIRJS_DIR, capture_output=True, text=True)
+            if done.returncode != 0:
+                print("FHIR.js not installed:", done.stderr.strip()[-200:], file=sys.stderr)
+                return
+        self.tmp = tempfile.TemporaryDirectory()
+        data, neg, script = Path(self.tmp.name, "in.json"), Path(self.tmp.name, "neg.json"), Path(self.tmp.name, "bench.js")
         data.write_text(json.dumps(inputs))
         neg.write_text(json.dumps(negatives))
         script.write_text(NODE_BENCH)
         env = {**os.environ, "NODE_PATH": str(FHIRJS_DIR / "node_modules")}
-        done = subprocess.run([node, str(script), str(data), str(seconds), str(rounds), str(neg)], capture_output=True, text=True, env=env)
-    if done.returncode != 0:
-        print("FHIR.js run failed:", done.stderr.strip()[-300:], file=sys.stderr)
-        return None
-    return json.loads(done.stdout)
+        self.proc = subprocess.Popen([node, str(script), str(data), str(neg)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+
+    def ask(self, line: str) -> Any:
+        assert self.proc is not None and self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+        answer = self.proc.stdout.readline()
+        if not answer:
+            raise RuntimeError("the FHIR.js process stopped")
+        return json.loads(answer)
+
+    def close(self) -> None:
+        if self.proc is not None:
+            self.proc.stdin.close()  # type: ignore[union-attr]
+            self.proc.wait(timeout=30)
+            self.tmp.cleanup()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -193,24 +212,41 @@ def main(argv: list[str] | None = None) -> int:
     corpus = [json.loads(Path(p).read_text("utf-8")) for p in sorted(glob.glob(str(REPO / "tests" / "compliance" / "negative" / "*.json")))]
     negatives = [c["resource"] for c in corpus]
     results: dict[str, Any] = {"python": sys.version.split()[0], "inputs": {k: len(v) for k, v in inputs.items()}, "rates": {}}
-    for name, items in inputs.items():
-        results["rates"][name] = {
-            "carebridge": measure(validate, items, args.seconds, args.rounds),
-            "fhir.resources R4B parse": measure(r4b_rejects, items, args.seconds, args.rounds),
-        }
-    js = None if args.no_fhirjs else fhirjs(inputs, args.seconds, args.rounds, negatives)
-    if js:
-        for name in inputs:
-            results["rates"][name]["FHIR.js 4.12.0"] = js[name]
+    js = None if args.no_fhirjs else FhirJs(inputs, negatives)
+    if js is not None and js.proc is None:
+        js = None
+    rounds: dict[str, dict[str, list]] = {name: {} for name in inputs}
+    for items in inputs.values():  # warm: rules, generated walkers, compiled profile tests
+        for x in items:
+            validate(x)
+            r4b_rejects(x)
+    try:
+        # rounds interleave the contenders, so that each sees the same machine load
+        for _ in range(args.rounds):
+            for name, items in inputs.items():
+                rounds[name].setdefault("carebridge", []).append(measure_round(validate, items, args.seconds))
+                rounds[name].setdefault("fhir.resources R4B parse", []).append(measure_round(r4b_rejects, items, args.seconds))
+                if js is not None:
+                    rounds[name].setdefault("FHIR.js 4.12.0", []).append(js.ask(f"{name} {args.seconds}"))
+        js_negative = js.ask("negative") if js is not None else None
+    finally:
+        if js is not None:
+            js.close()
+    for name in inputs:
+        results["rates"][name] = {who: best(r) for who, r in rounds[name].items()}
 
     ours = [has_errors(validate(c["resource"], c.get("profile"), context=case_context(c))) for c in corpus]
     missed = {"fhir.resources R4B": [c["title"] for c, rej, mine in zip(corpus, map(r4b_rejects, negatives), ours) if rej and not mine]}
-    if js:
-        missed["FHIR.js"] = [c["title"] for c, rej, mine in zip(corpus, js["negative"], ours) if rej and not mine]
+    if js_negative is not None:
+        missed["FHIR.js"] = [c["title"] for c, rej, mine in zip(corpus, js_negative, ours) if rej and not mine]
     caught = {"carebridge": sum(ours), "fhir.resources R4B": sum(map(r4b_rejects, negatives))}
-    if js:
-        caught["FHIR.js"] = sum(js["negative"])
+    if js_negative is not None:
+        caught["FHIR.js"] = sum(js_negative)
     results["negative_corpus"] = {"size": len(corpus), "rejected": caught, "rejected_by_other_but_not_carebridge": missed}
+    try:
+        results["load_average_1min_after"] = round(os.getloadavg()[0], 2)
+    except OSError:
+        pass
 
     print(f"Python {results['python']}; inputs: " + ", ".join(f"{k} {v}" for k, v in results["inputs"].items()))
     print(f"{'input':<10} {'contender':<26} {'items/CPU s':>12} {'items/s wall':>13} {'carebridge ×':>13}")
@@ -219,6 +255,8 @@ def main(argv: list[str] | None = None) -> int:
         for who, r in rates.items():
             print(f"{name:<10} {who:<26} {r['cpu']:>12.0f} {r['wall']:>13.0f} {base / r['cpu']:>13.2f}")
     print("negative corpus:", json.dumps(results["negative_corpus"], ensure_ascii=False))
+    if "load_average_1min_after" in results:
+        print(f"load average (1 min) after the run: {results['load_average_1min_after']}")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
     return 0

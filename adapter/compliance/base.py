@@ -8,12 +8,12 @@ every element, data type and resource.
 
 from __future__ import annotations
 
-import calendar
 import re
 from typing import Any, Callable
 
 from adapter.compliance import extras, fhirpath, narrative
 from adapter.compliance.context import ValidationContext
+from adapter.compliance.model import _real_date
 from adapter.compliance.model import (
     COMPLEX, LIST_COMPLEX, LIST_FAST, POST_CODING, POST_REFERENCE, PRIMITIVE, RESOURCE, SINGLE_COMPLEX, SINGLE_FAST,
     Field, Invariant, Rules, TypeRule, rules,
@@ -71,6 +71,22 @@ class BundleScope:
         return self.by_type_id.get((m.group("type"), m.group("id")))
 
 
+_UNSET = object()
+#: Code system lookups (R4 rules, then the extra lookup) remembered per extra lookup: the engine
+#: always passes the registry's, so one table serves every payload of the process.
+_KNOWN_CS: dict[Any, dict[str, Any]] = {}
+
+
+def _known_codesystems(extra: Callable[[str], Any]) -> dict[str, Any]:
+    key = (getattr(extra, "__self__", None), getattr(extra, "__func__", extra))
+    if key[0] is None:
+        return {}  # a one-off lookup function: remember for this walker only
+    table = _KNOWN_CS.get(key)
+    if table is None:
+        table = _KNOWN_CS[key] = {}
+    return table
+
+
 class Walker:
     """Walks one payload and collects OperationOutcome issues."""
 
@@ -93,6 +109,7 @@ class Walker:
         self.seen_codes: set[tuple[str, str]] = set()  # (system, code) of every Coding met
         self.watched_systems: frozenset[str] = watch_identifier_systems
         self.watched_identifiers: list[tuple[str, dict]] = []  # Identifiers with a watched system
+        self.known_cs = _known_codesystems(self.extra_codesystems)  # system -> (case sensitive, codes) | None
 
     # --- reporting ---------------------------------------------------------------
     def add(self, severity: str, code: str, path: str, text: str, rule: str | None = None) -> None:
@@ -309,6 +326,14 @@ class Walker:
             return choices
         self.value(val, f, f"{path}.{f.name}.ofType({f.type})" if f.choice else f"{path}.{f.name}")
         return choices
+
+    def _choice_rest(self, val: Any, f: Field, t: TypeRule, path: str) -> None:
+        """`_generic` for a single choice value, after the "only one type" bookkeeping and the fast
+        check (the generated walkers do those themselves)."""
+        if type(val) is list or f.max == 0:
+            self._odd_single(val, f, t, path)
+            return
+        self.value(val, f, f"{path}.{f.name}.ofType({f.type})")
 
     def _post(self, item: dict, f: Field, path: str) -> None:
         """The check after walking a Reference, Coding or CodeableConcept."""
@@ -586,9 +611,14 @@ class Walker:
         if not isinstance(system, str) or not isinstance(code, str):
             return
         self.seen_codes.add((system, code))
-        known = self.R.codesystem(system)
-        if known is None:
-            known = self.extra_codesystems(system)
+        known = self.known_cs.get(system, _UNSET)
+        if known is _UNSET:
+            known = self.R.codesystem(system)
+            if known is None:
+                known = self.extra_codesystems(system)
+            if len(self.known_cs) > 10000:
+                self.known_cs.clear()
+            self.known_cs[system] = known
         if known is not None:
             case, codes = known
             if (code if case else code.lower()) not in codes:
@@ -724,9 +754,7 @@ def _clip(v: str) -> str:
     return v if len(v) <= 60 else v[:57] + "..."
 
 
-def _real_date(v: str) -> bool:
-    y, m, d = int(v[0:4]), int(v[5:7]), int(v[8:10])
-    return d <= calendar.monthrange(y, m)[1]
+
 
 
 class ReferenceWalker(Walker):

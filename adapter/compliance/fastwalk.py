@@ -24,9 +24,9 @@ from __future__ import annotations
 import re
 from typing import Any, Callable
 
-from adapter.compliance import base, model
+from adapter.compliance import base, narrative
 from adapter.compliance.model import (
-    COMPLEX, GENERIC, LIST_COMPLEX, LIST_FAST, POST_CODING, POST_CONCEPT, POST_REFERENCE, SINGLE_COMPLEX, SINGLE_FAST,
+    COMPLEX, LIST_COMPLEX, LIST_FAST, POST_CODING, POST_CONCEPT, POST_REFERENCE, RESOURCE, SINGLE_COMPLEX, SINGLE_FAST,
     Field, TypeRule, rules,
 )
 
@@ -39,10 +39,16 @@ _G: dict[str, Any] = {
     "_GENERIC_OBJ": base.Walker.generic_obj,
     "_FHIRPATH_INV": base.Walker.fhirpath_invariant,
     "_HAS_CHOICE": base._has_choice,
+    "_CHOICE_REST": base.Walker._choice_rest,
+    "_NARRATIVE_PROBLEMS": narrative.problems,
+    "_UNSET": base._UNSET,
 }
 _NAMES: dict[str, str] = {}  # type key -> generated function name
-_ENV_NAMES = re.compile(r"\b(_CONTROL_SEARCH|_RX|_CODES|_SEEN|_MEMO)\b")
+_ENV_NAMES = re.compile(r"\b(_CONTROL_SEARCH|_RX|_CODES|_SEEN|_MEMO|_REAL_DATE|_URN)\b")
 ELE_1 = "Constraint failed: ele-1: 'All FHIR elements must have a @value or children'"
+#: Types with at most this many keys dispatch by comparing the key in turn (else: index and tree).
+_CHAIN_MAX = 7
+_RARE_KEYS = frozenset({"id", "extension", "modifierExtension"})
 
 
 def compile_type(t: TypeRule) -> Callable:
@@ -108,10 +114,37 @@ def _fast_inline(f: Field, var: str, consts: _Consts) -> str | None:
 def _post(f: Field, item: str, path: str, consts: _Consts, ind: str) -> list[str]:
     """`Walker._post` for a Reference, Coding or CodeableConcept value, inlined."""
     if f.post == POST_REFERENCE:
-        return [f"{ind}w.reference({item}, {consts.add(f, 'f')}, {path})"]
+        # `Walker.reference` for a urn:uuid: reference (the usual one inside a Bundle): it is
+        # neither local nor Type/id, so it is only noted for resolution when the Bundle closes
+        F = consts.add(f, "f")
+        return [
+            f"{ind}_r = {item}.get('reference')",
+            f"{ind}if type(_r) is str and _r[:9] == 'urn:uuid:':",
+            f"{ind}    if w.scopes:",
+            f"{ind}        _sc = w.scopes[-1]",
+            f"{ind}        if _sc.kind != 'Parameters' or w.res is not _sc.owner:",
+            f"{ind}            _sc.refs.append(({path}, _r, {F}, w.entry_url))",
+            f"{ind}else:",
+            f"{ind}    w.reference({item}, {F}, {path})",
+        ]
     required = f.binding is not None and f.strength == "required"
     if f.post == POST_CODING:
-        out = [f"{ind}w.coding({item}, {path})"]
+        # `Walker.coding` when the system is known and has the code (or is external and already
+        # reported): nothing to report, only the (system, code) to note
+        out = [
+            f"{ind}_s = {item}.get('system')",
+            f"{ind}_c = {item}.get('code')",
+            f"{ind}if type(_s) is str and type(_c) is str:",
+            f"{ind}    w.seen_codes.add((_s, _c))",
+            f"{ind}    _k = w.known_cs.get(_s, _UNSET)",
+            f"{ind}    if _k is None:",
+            f"{ind}        if _s not in w.external_seen:",
+            f"{ind}            w.coding({item}, {path})",
+            f"{ind}    elif _k is _UNSET or (_c if _k[0] else _c.lower()) not in _k[1]:",
+            f"{ind}        w.coding({item}, {path})",
+            f"{ind}else:",
+            f"{ind}    w.coding({item}, {path})",
+        ]
         if required:
             out.append(f"{ind}w.coding_binding([{item}], {f.binding!r}, {path}, is_concept=False)")
         return out
@@ -174,6 +207,16 @@ def _handler(t: TypeRule, key: str, mode: int, f: Field, T: str, consts: _Consts
             f"{ind}else:",
             *["    " + line for line in generic],
         ]
+    if f.choice and f.max != 0:
+        return _choice(f, F, T, consts, ind, generic)
+    if f.kind == RESOURCE and not f.is_list and f.max != 0 and not f.invariants:
+        # `_generic` -> `value` -> `resource` for a resource in a Bundle entry or a parameter
+        return [f"{ind}if type(val) is dict:",
+                f"{ind}    w.resource(val, path + {'.' + f.name!r}, contained={f.name == 'contained'})",
+                f"{ind}else:", *["    " + line for line in generic]]
+    if f.type == "xhtml" and not f.is_list and f.max != 0 and not f.invariants and f.binding is None:
+        # `_generic` -> `value` -> `primitive` for a narrative div that has no problem
+        return [f"{ind}if not (type(val) is str and val != '' and not _NARRATIVE_PROBLEMS(val)):", *["    " + line for line in generic]]
     if mode in (SINGLE_COMPLEX, LIST_COMPLEX) and f.kind == COMPLEX:
         child = _child(f.tkey)
         if child is not None:
@@ -205,6 +248,40 @@ def _handler(t: TypeRule, key: str, mode: int, f: Field, T: str, consts: _Consts
     return generic
 
 
+def _choice(f: Field, F: str, T: str, consts: _Consts, ind: str, generic: list[str]) -> list[str]:
+    """`_generic` for one type of a choice element (`valueString`...): the "only one type"
+    bookkeeping, then the fast check or the child walker, else `Walker._choice_rest`."""
+    name = f.name
+    rest = [f"{ind}    _CHOICE_REST(w, val, {F}, {T}, path)"]
+    body: list[str]
+    test = _fast_inline(f, "val", consts) if not f.invariants else None
+    if test is not None:
+        body = [f"{ind}    if not {test}:", "    " + rest[0]]
+    elif f.kind == COMPLEX and (child := _child(f.tkey)) is not None:
+        p = f"path + {'.' + name + '.ofType(' + f.type + ')'!r}"
+        body = [
+            f"{ind}    if type(val) is dict:",
+            f"{ind}        p = {p}",
+            f"{ind}        {child}(w, val, p)",
+            *_post(f, "val", "p", consts, ind + "        "),
+            *_invariants(f.invariants, "val", "p", consts, ind + "        "),
+            f"{ind}    else:",
+            "    " + rest[0],
+        ]
+    else:
+        body = rest
+    return [
+        f"{ind}if choices is not None and {name!r} in choices:",
+        *["    " + line for line in generic],
+        f"{ind}else:",
+        f"{ind}    if choices is None:",
+        f"{ind}        choices = {{{name!r}}}",
+        f"{ind}    else:",
+        f"{ind}        choices.add({name!r})",
+        *body,
+    ]
+
+
 def _tree(handlers: list[list[str]], lo: int, hi: int, ind: str) -> list[str]:
     """A balanced if/else tree over the key index `c` choosing one handler."""
     if hi - lo == 1:
@@ -225,7 +302,6 @@ def _source(t: TypeRule, fname: str) -> tuple[str, list[Any]]:
     if t.kind == "resource" and "resourceType" not in t.dispatch:
         keys.append("resourceType")
         handlers.append(["pass"])
-    index = consts.add({k: i for i, k in enumerate(keys)}.get, "idx")
     body: list[str] = [
         "if type(node) is not dict:",
         f"    return _GENERIC_OBJ(w, node, {T}, path)",
@@ -233,14 +309,22 @@ def _source(t: TypeRule, fname: str) -> tuple[str, list[Any]]:
     ]
     if t.is_entry:
         body += ["entry_saved = w.entry_url", "fu = node.get('fullUrl')", "w.entry_url = fu if isinstance(fu, str) else None"]
-    body += [
-        "for key, val in node.items():",
-        f"    c = {index}(key)",
-        "    if c is None:",
-        f"        _ODD_KEY(w, node, key, val, {T}, path)",
-        "        continue",
-    ]
-    if handlers:
+    body.append("for key, val in node.items():")
+    if len(keys) <= _CHAIN_MAX:
+        # a few keys: compare them in turn, the type's own elements before id and extensions
+        order = sorted(range(len(keys)), key=lambda i: (keys[i] in _RARE_KEYS, i))
+        for n, i in enumerate(order):
+            body.append(f"    {'if' if n == 0 else 'elif'} key == {keys[i]!r}:")
+            body += ["        " + line for line in handlers[i]] or ["        pass"]
+        body += ["    else:" if order else "    if True:", f"        _ODD_KEY(w, node, key, val, {T}, path)"]
+    else:
+        index = consts.add({k: i for i, k in enumerate(keys)}.get, "idx")
+        body += [
+            f"    c = {index}(key)",
+            "    if c is None:",
+            f"        _ODD_KEY(w, node, key, val, {T}, path)",
+            "        continue",
+        ]
         body += _tree(handlers, 0, len(handlers), "    ")
     if t.is_entry:
         body.append("w.entry_url = entry_saved")

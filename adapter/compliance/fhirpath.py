@@ -359,10 +359,23 @@ def _children(item: Any) -> Coll:
         if k == "resourceType" or k[0] == "_":
             continue
         if isinstance(v, list):
-            out.extend(x for x in v if x is not None)
+            if None in v:
+                out.extend(x for x in v if x is not None)
+            else:
+                out.extend(v)
         else:
             out.append(v)
     return out
+
+
+def _navigate1(item: dict, name: str) -> Coll:
+    """`_navigate([item], name)` for one object, with the usual case (a value, no null) first."""
+    v = item.get(name)
+    if v is None:
+        return _navigate([item], name)
+    if isinstance(v, list):
+        return [x for x in v if x is not None] if None in v else list(v)
+    return [v]
 
 
 def _descendants(items: Coll) -> Coll:
@@ -453,10 +466,23 @@ def _navigate(items: Coll, name: str) -> Coll:
             if v is None:
                 continue
         if isinstance(v, list):
-            out.extend(x for x in v if x is not None)
+            if None in v:
+                out.extend(x for x in v if x is not None)
+            else:
+                out.extend(v)
         else:
             out.append(v)
     return out
+
+
+def _navigate1(item: dict, name: str) -> Coll:
+    """`_navigate([item], name)` for one object, with the usual case (a value, no null) first."""
+    v = item.get(name)
+    if v is None:
+        return _navigate([item], name)
+    if isinstance(v, list):
+        return [x for x in v if x is not None] if None in v else list(v)
+    return [v]
 
 
 class _PrimitiveExt(dict):
@@ -533,8 +559,9 @@ _NOT_PLAIN = object()
 
 class _Criterion:
     """A where()/exists()/all() criterion made of `name = 'text'`, `name != 'text'`,
-    `name.exists()`, `and` and `or`, judged natively for a "plain" item: an object whose named
-    elements are absent or single strings, with no `_name` companions or choice variants.
+    `path.exists()`, `path.empty()` (paths of members and where() with such a criterion), `and`
+    and `or`, judged natively for a "plain" item: an object whose elements compared with text
+    are absent or single strings, with no `_name` companions or choice variants.
     Answers True, False or None (the empty collection), exactly as the compiled criterion would;
     `_NOT_PLAIN` for any other item (which the compiled criterion then judges)."""
 
@@ -579,35 +606,91 @@ class _Criterion:
                 r = _equal(v, text)
                 return None if r is None else r != neg
             return eq
-        if kind == "call" and node[2] == "exists" and not node[3] and node[1] is not None and node[1][0] == "member" \
-                and node[1][1] is None and node[1][2][:1].islower():
-            name = node[1][2]
-            names.add(name)
-            return lambda item: item.get(name) is not None
+        if kind == "call" and node[2] in ("exists", "empty") and not node[3] and node[1] is not None:
+            # a path from the item (members, where() with a quick criterion), then exists()/empty()
+            found = _Criterion._path(node[1])
+            if found is None:
+                return None
+            want = node[2] == "exists"
+
+            def nonempty(item: dict) -> Any:
+                items = found(item)
+                if items is _NOT_PLAIN:
+                    return _NOT_PLAIN
+                return bool(items) is want
+            return nonempty
         if kind == "bin" and node[1] in ("and", "or"):
             left, right = _Criterion._compile(node[2], names), _Criterion._compile(node[3], names)
             if left is None or right is None:
                 return None
             if node[1] == "and":
-                def both(item: dict) -> bool | None:
+                def both(item: dict) -> Any:
                     x = left(item)
+                    if x is _NOT_PLAIN:
+                        return x
                     if x is False:
                         return False
                     y = right(item)
+                    if y is _NOT_PLAIN:
+                        return y
                     if y is False:
                         return False
                     return True if x and y else None
                 return both
 
-            def either(item: dict) -> bool | None:
+            def either(item: dict) -> Any:
                 x = left(item)
+                if x is _NOT_PLAIN:
+                    return x
                 if x is True:
                     return True
                 y = right(item)
+                if y is _NOT_PLAIN:
+                    return y
                 if y is True:
                     return True
                 return False if x is False and y is False else None
             return either
+        return None
+
+    @staticmethod
+    def _path(node) -> Callable[[dict], Any] | None:
+        """The collection a path from the item gives (members and where() with a quick criterion),
+        or `_NOT_PLAIN` when a where() meets an item its criterion cannot judge."""
+        kind = node[0]
+        if kind == "member":
+            name = node[2]
+            if node[1] is None:
+                if name[:1].isupper():
+                    return None
+                return lambda item: _navigate1(item, name)
+            base = _Criterion._path(node[1])
+            if base is None:
+                return None
+
+            def member(item: dict) -> Any:
+                items = base(item)
+                return items if items is _NOT_PLAIN else _navigate(items, name)
+            return member
+        if kind == "call" and node[2] == "where" and len(node[3]) == 1 and node[1] is not None:
+            base = _Criterion._path(node[1])
+            judge = _Criterion.of(node[3][0])
+            if base is None or judge is None:
+                return None
+
+            def where(item: dict) -> Any:
+                items = base(item)
+                if items is _NOT_PLAIN:
+                    return items
+                out = []
+                for x in items:
+                    r = judge(x)
+                    if r is _NOT_PLAIN:
+                        return r
+                    if r is True:
+                        out.append(x)
+                return out
+            return where
         return None
 
 

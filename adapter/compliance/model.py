@@ -6,6 +6,7 @@ so a process pays only for the types it meets.
 
 from __future__ import annotations
 
+import calendar
 import json
 import re
 from dataclasses import dataclass, field
@@ -71,6 +72,13 @@ SINGLE_FAST, LIST_FAST, SINGLE_COMPLEX, LIST_COMPLEX, GENERIC = 0, 1, 2, 3, 9
 _INT_MIN, _INT_MAX = -2147483648, 2147483647
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
 _DATES = frozenset({"date", "dateTime", "instant"})
+_URN = re.compile(r"urn:uuid:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|urn:oid:[0-2](\.(0|[1-9][0-9]*))+")
+
+
+def _real_date(v: str) -> bool:
+    """The YYYY-MM-DD at the start of `v` is a real calendar date (the walker's full check)."""
+    y, m, d = int(v[0:4]), int(v[5:7]), int(v[8:10])
+    return d <= calendar.monthrange(y, m)[1]
 _URIS = frozenset({"uri", "url", "canonical", "oid", "uuid"})
 
 
@@ -112,11 +120,13 @@ def fast_expr(p: "Primitive", codes: frozenset | None, v: str = "v") -> tuple[st
         env["_SEEN"] = seen
         env["_MEMO"] = _memo_code(p.regex.fullmatch, seen)
         return f"(type({v}) is str and ({v} in _SEEN or _MEMO({v})))", env
-    if name in _DATES:
-        return f"(type({v}) is str and _RX({v}) is not None and (len({v}) < 10 or {v}[8:10] <= \"28\"))", env
+    if name in _DATES:  # a day after the 28th: a real calendar date (the full check's own test)
+        env["_REAL_DATE"] = _real_date
+        return f"(type({v}) is str and _RX({v}) is not None and (len({v}) < 10 or {v}[8:10] <= \"28\" or _REAL_DATE({v})))", env
     if name in ("uri", "url", "canonical"):  # \S*: no space, and isprintable() rules out the other ASCII whitespace
-        return (f"(type({v}) is str and {v} != \"\" and {v}[0] != \"#\" and {v}[:4] != \"urn:\" and \" \" not in {v} "
-                f"and {v}.isprintable() and \"example\" not in {v} and \"acme.\" not in {v})"), env
+        env["_URN"] = _URN.fullmatch  # a valid lower-case urn:uuid: or urn:oid: (no white space in either)
+        return (f"(type({v}) is str and ({v} != \"\" and {v}[0] != \"#\" and {v}[:4] != \"urn:\" and \" \" not in {v} "
+                f"and {v}.isprintable() and \"example\" not in {v} and \"acme.\" not in {v} or {v}[:4] == \"urn:\" and _URN({v}) is not None))"), env
     return f"(type({v}) is str and _RX({v}) is not None)", env
 
 

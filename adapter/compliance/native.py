@@ -213,6 +213,171 @@ SPECIAL: dict[str, tuple[str, Callable[[dict], bool]]] = {
 }
 
 
+# --- exact evaluation of a subset of FHIRPath ------------------------------------------------
+#
+# `_exact(ast)` gives a function of the context object returning the very collection the compiled
+# FHIRPath would return, or None when it cannot be sure (a construct outside the subset, an item a
+# where() criterion cannot judge natively, or a case where the compiled expression would raise).
+# It evaluates as lazily as the compiled `and`/`or`/`implies` do. The subset: paths of members and
+# where() with a quick criterion (fhirpath._Criterion), exists(), empty(), count(), not(),
+# `=`/`!=`, and, or, implies, literals.
+
+_Exact = Callable[[dict], "list | None"]
+
+
+def _exact(node) -> _Exact | None:
+    kind = node[0]
+    if kind == "lit":
+        value = node[1]
+        return lambda n: value
+    if kind in ("member", "call") and (kind == "member" or node[2] == "where"):
+        path = fhirpath._Criterion._path(node)
+        if path is None:
+            return None
+        not_plain = fhirpath._NOT_PLAIN
+        return lambda n: None if (r := path(n)) is not_plain else r
+    if kind == "call" and node[1] is not None and node[2] == "all" and len(node[3]) == 1:
+        base, judge = _exact(node[1]), fhirpath._Criterion.of(node[3][0])
+        if base is None or judge is None:
+            return None
+        not_plain = fhirpath._NOT_PLAIN
+
+        def every(n: dict) -> list | None:
+            items = base(n)
+            if items is None:
+                return None
+            for x in items:
+                r = judge(x)
+                if r is not_plain:
+                    return None
+                if r is not True:
+                    return [False]
+            return [True]
+        return every
+    if kind == "call" and node[1] is not None and not node[3]:
+        base = _exact(node[1])
+        if base is None:
+            return None
+        name = node[2]
+        if name == "exists":
+            return lambda n: None if (c := base(n)) is None else [bool(c)]
+        if name == "empty":
+            return lambda n: None if (c := base(n)) is None else [not c]
+        if name == "count":
+            return lambda n: None if (c := base(n)) is None else [len(c)]
+        if name == "not":
+            def negate(n: dict) -> list | None:
+                c = base(n)
+                if c is None or len(c) > 1:
+                    return None  # (more than one item: the compiled not() raises)
+                if not c:
+                    return []
+                v = c[0]
+                return [not v] if isinstance(v, bool) else [False]
+            return negate
+        return None
+    if kind == "bin":
+        op = node[1]
+        left, right = _exact(node[2]), _exact(node[3])
+        if op in ("=", "!="):
+            if left is None or right is None:
+                return None
+            neg = op == "!="
+
+            def eq(n: dict) -> list | None:
+                x = left(n)
+                if x is None:
+                    return None
+                y = right(n)
+                if y is None:
+                    return None
+                if not x or not y:
+                    return []
+                if len(x) != len(y):
+                    return [neg]
+                res: bool | None = True
+                for a, b in zip(x, y):
+                    r = fhirpath._equal(a, b)
+                    if r is None:
+                        return []
+                    res = res and r
+                return [res != neg]
+            return eq
+        if op in ("and", "or", "implies"):
+            return _logic(op, left, right)
+    return None
+
+
+def _bool(c: list) -> Any:
+    """`fhirpath._to_bool`, with `_NOT_SURE` where it would raise (more than one item)."""
+    if not c:
+        return None
+    if len(c) > 1:
+        return _NOT_SURE
+    v = c[0]
+    return v if isinstance(v, bool) else True
+
+
+_NOT_SURE = object()
+
+
+def _logic(op: str, left: _Exact | None, right: _Exact | None) -> _Exact:
+    """`Compiler._logic`: the same truth tables and the same laziness."""
+    def side(f: _Exact | None, n: dict) -> Any:
+        if f is None:
+            return _NOT_SURE
+        c = f(n)
+        return _NOT_SURE if c is None else _bool(c)
+
+    if op == "and":
+        def both(n: dict) -> list | None:
+            x = side(left, n)
+            if x is _NOT_SURE:
+                return None
+            if x is False:
+                return [False]
+            y = side(right, n)
+            if y is _NOT_SURE:
+                return None
+            if y is False:
+                return [False]
+            return [True] if x and y else []
+        return both
+    if op == "or":
+        def either(n: dict) -> list | None:
+            x = side(left, n)
+            if x is _NOT_SURE:
+                return None
+            if x is True:
+                return [True]
+            y = side(right, n)
+            if y is _NOT_SURE:
+                return None
+            if y is True:
+                return [True]
+            return [False] if x is False and y is False else []
+        return either
+
+    def implies(n: dict) -> list | None:
+        x = side(left, n)
+        if x is _NOT_SURE:
+            return None
+        if x is False:
+            return [True]
+        y = side(right, n)
+        if y is _NOT_SURE:
+            return None
+        if y is True:
+            return [True]
+        if x is True and y is False:
+            return [False]
+        return []
+    return implies
+
+
+_EXACT_NAMES = iter(range(1_000_000))
+
+
 def source(key: str, expression: str) -> tuple[str, dict[str, Any]] | None:
     """(Python expression over `n`, names it uses) that implies the invariant holds, or None."""
     special = SPECIAL.get(key)
@@ -227,9 +392,19 @@ def source(key: str, expression: str) -> tuple[str, dict[str, Any]] | None:
     except fhirpath.Unsupported:
         return None
     src = _true(ast)
+    env: dict[str, Any] = {"_PRESENT": present, "_HAS_CHOICE": _has_choice}
+    exact = _exact(ast)
+    if exact is not None:
+        name = f"_EXACT_{next(_EXACT_NAMES)}"
+
+        def holds(n: dict, _exact: _Exact = exact) -> bool:
+            c = _exact(n)
+            return c is not None and len(c) == 1 and c[0] is True
+        env[name] = holds
+        src = f"({src}) or {name}(n)" if src is not None else f"{name}(n)"
     if src is None:
         return None
-    return src, {"_PRESENT": present, "_HAS_CHOICE": _has_choice}
+    return src, env
 
 
 def acceptor(key: str, expression: str) -> Callable[[dict], bool] | None:

@@ -2,10 +2,11 @@
 
 `ProfileChecker` interprets a profile's element tree and explains every problem with a path and
 a message. Most payloads have no problem, so the engine first runs the profile's predicate,
-made once per profile from the same tree: the same checks, in closures, without paths or
-messages (cardinality, fixed and pattern values, bindings, reference targets, invariants with
-their acceptors, choice types, slices). Only when the predicate says no does the engine run
-`ProfileChecker` on that resource, which then reports exactly what it always reported.
+generated once per profile from the same tree as Python source (`exec`'d on first use): the
+same checks, inlined, without paths or messages (cardinality, fixed and pattern values,
+bindings, reference targets, invariants with their acceptors, choice types, slices). Only when
+the predicate says no does the engine run `ProfileChecker` on that resource, which then reports
+exactly what it always reported.
 
 The predicate says yes only when `ProfileChecker.check` would add no issue at all (not even an
 information issue about an invariant that could not be evaluated).
@@ -16,7 +17,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from adapter.compliance import fhirpath, narrative
-from adapter.compliance.profile_check import _navigate, pattern_match
+from adapter.compliance.profile_check import _navigate
 from adapter.compliance.registry import PNode, Profile, Registry
 
 Check = Callable[[Any, "Cx"], bool]
@@ -34,96 +35,113 @@ class Cx:
 
 def predicate(profile: Profile, reg: Registry) -> Callable[[dict, Callable], bool]:
     """`test(resource, resolver)`: True when the resource certainly conforms (no issue at all)."""
-    item = _item(profile.root, reg)
-    ptype = profile.type
-
-    def test(resource: dict, resolver: Callable) -> bool:
-        return resource.get("resourceType") == ptype and item(resource, Cx(resource, resolver))
-    return test
-
-
-def _all(checks: list[Check]) -> Check:
-    if not checks:
-        return lambda v, cx: True
-    if len(checks) == 1:
-        return checks[0]
-    checks_t = tuple(checks)
-
-    def all_of(v: Any, cx: Cx) -> bool:
-        for c in checks_t:
-            if not c(v, cx):
-                return False
-        return True
-    return all_of
+    gen = _Gen(reg)
+    body = gen.item(profile.root, "res", "    ")
+    lines = [
+        f"def make({', '.join(gen.names)}):",
+        "  def conforms(res, resolver):",
+        f"    if res.get('resourceType') != {profile.type!r}:",
+        "        return False",
+        "    cx = _Cx(res, resolver)",
+        *body,
+        "    return True",
+        "  return conforms",
+    ]
+    source = "\n".join(lines) + "\n"
+    ns: dict[str, Any] = {"_Cx": Cx}
+    exec(compile(source, f"<carebridge profile {profile.url}>", "exec"), ns)  # noqa: S102 - generated here
+    fn = ns["make"](*gen.values)
+    fn.source = source
+    return fn
 
 
-def _item(node: PNode, reg: Registry) -> Check:
-    """`ProfileChecker._item` without issues: True when it would report nothing for `v`."""
-    checks: list[Check] = []
-    if node.fixed is not None:
-        fixed = node.fixed
-        checks.append(lambda v, cx: v == fixed)
-    if node.pattern is not None:
-        pattern = node.pattern
-        checks.append(lambda v, cx: pattern_match(v, pattern))
-    if node.binding is not None:
-        bound = _binding(node.binding, reg)
-        if bound is not None:
-            checks.append(bound)
-    if node.targets is not None:
-        checks.append(_target(node.targets))
-    for inv in node.constraints:
-        if inv.fn is not None:
-            checks.append(_invariant(inv))
-    if node.children:
-        kids = tuple((_values(child), _apply(child, reg)) for child in node.children.values())
+class _Gen:
+    """Source of the checks of one profile; constants are passed to the generated factory."""
 
-        def children(v: Any, cx: Cx) -> bool:
-            if not isinstance(v, dict):
-                return True
-            for values, apply in kids:
-                vals = values(v)
-                if vals is None or not apply(vals, cx):
-                    return False
-            return True
-        checks.append(children)
-    return _all(checks)
+    def __init__(self, reg: Registry) -> None:
+        self.reg = reg
+        self.names: list[str] = []
+        self.values: list[Any] = []
+        self.n = 0
 
+    def const(self, value: Any, hint: str = "c") -> str:
+        name = f"_{hint}{len(self.names)}"
+        self.names.append(name)
+        self.values.append(value)
+        return name
 
-def _apply(node: PNode, reg: Registry) -> Callable[[list, Cx], bool]:
-    """`ProfileChecker._apply` without issues, for the values of one element (or slice)."""
-    mn = node.min
-    mx = node.max if node.max is not None and node.max >= 0 else None
-    item = _item(node, reg)
-    trivial_item = not (node.fixed is not None or node.pattern is not None or node.binding is not None
-                        or node.targets is not None or any(i.fn is not None for i in node.constraints) or node.children)
-    slices = tuple((_matcher(snode, node), _apply(snode, reg)) for snode in node.slices.values())
-    closed = bool(node.slicing) and node.slicing.get("rules") == "closed"
+    def var(self, hint: str) -> str:
+        self.n += 1
+        return f"{hint}{self.n}"
 
-    def apply(values: list, cx: Cx) -> bool:
-        n = len(values)
-        if mn is not None and n < mn:
-            return False
-        if mx is not None and n > mx:
-            return False
-        if not trivial_item:
-            for v in values:
-                if not item(v, cx):
-                    return False
-        if slices:
-            matched: set[int] = set()
-            for match, sub in slices:
-                hits = []
-                for i, v in enumerate(values):
-                    if match(v):
-                        hits.append(v)
-                        matched.add(i)
-                if not sub(hits, cx):
-                    return False
-            if closed and len(matched) < n:
-                return False
-        return True
-    return apply
+    def item(self, node: PNode, v: str, ind: str) -> list[str]:
+        """Statements that `return False` unless `ProfileChecker._item` would report nothing for `v`."""
+        out: list[str] = []
+        if node.fixed is not None:
+            out.append(f"{ind}if {v} != {self.const(node.fixed, 'fixed')}: return False")
+        if node.pattern is not None:
+            out.append(f"{ind}if not {self.const(_pattern(node.pattern), 'pattern')}({v}): return False")
+        if node.binding is not None:
+            bound = _binding(node.binding, self.reg)
+            if bound is not None:
+                out.append(f"{ind}if not {self.const(bound, 'bound')}({v}, cx): return False")
+        if node.targets is not None:
+            out.append(f"{ind}if not {self.const(_target(node.targets), 'target')}({v}, cx): return False")
+        if node.children:
+            body: list[str] = []
+            for child in node.children.values():
+                values = self.var("l")
+                checks = self.apply(child, values, ind + "    ")
+                if checks:
+                    body += self.values_of(child, v, values, ind + "    ") + checks
+            if body:
+                out.append(f"{ind}if isinstance({v}, dict):")
+                out += body
+        for inv in node.constraints:  # last: the dearest checks (the answer does not depend on the order)
+            if inv.fn is not None:
+                out.append(f"{ind}if not {self.const(_invariant(inv), 'inv')}({v}, cx): return False")
+        return out
+
+    def values_of(self, node: PNode, d: str, values: str, ind: str) -> list[str]:
+        """`ProfileChecker._values` of `node` in the dict `d`, into the list `values`."""
+        name = node.name
+        if name.endswith("[x]"):
+            return [f"{ind}{values} = {self.const(_values(node), 'choice')}({d})",
+                    f"{ind}if {values} is None: return False"]
+        t = self.var("t")
+        return [
+            f"{ind}{t} = {d}.get({name!r})",
+            f"{ind}if {t} is None: {t} = {d}.get({'_' + name!r})",
+            f"{ind}{values} = [] if {t} is None else {t} if isinstance({t}, list) else [{t}]",
+        ]
+
+    def apply(self, node: PNode, values: str, ind: str) -> list[str]:
+        """`ProfileChecker._apply` for the list `values` of `node`."""
+        out: list[str] = []
+        if node.min is not None and node.min > 0:
+            out.append(f"{ind}if len({values}) < {node.min}: return False")
+        if node.max is not None and node.max >= 0:
+            out.append(f"{ind}if len({values}) > {node.max}: return False")
+        x = self.var("x")
+        body = self.item(node, x, ind + "    ")
+        if body:
+            out.append(f"{ind}for {x} in {values}:")
+            out += body
+        if node.slices:
+            matchers = []
+            for snode in node.slices.values():
+                match = self.const(_matcher(snode, node), "match")
+                matchers.append(match)
+                hits, y = self.var("h"), self.var("y")
+                checks = self.apply(snode, hits, ind)
+                if checks:
+                    out.append(f"{ind}{hits} = [{y} for {y} in {values} if {match}({y})]")
+                    out += checks
+            if node.slicing and node.slicing.get("rules") == "closed":
+                y = self.var("y")
+                out.append(f"{ind}for {y} in {values}:")
+                out.append(f"{ind}    if not ({' or '.join(f'{m}({y})' for m in matchers)}): return False")
+        return out
 
 
 def _values(node: PNode) -> Callable[[dict], list | None]:
@@ -157,7 +175,8 @@ def _values(node: PNode) -> Callable[[dict], list | None]:
 
 
 def _matcher(snode: PNode, parent: PNode) -> Callable[[Any], bool]:
-    """`ProfileChecker._matches` with the expected values worked out once."""
+    """`ProfileChecker._matches` with the expected values worked out once and the comparison
+    compiled (`_navigate` then `==` for value/fixed discriminators, `pattern_match` otherwise)."""
     from adapter.compliance.profile_check import ProfileChecker
 
     slicing = parent.slicing or {}
@@ -168,19 +187,65 @@ def _matcher(snode: PNode, parent: PNode) -> Callable[[Any], bool]:
         expected, kind = ProfileChecker._expected(snode, dpath)
         if expected is None:
             return lambda value: False
-        tests.append((dpath, expected, kind == "fixed" or d.get("type") == "value"))
+        compare = _equals(expected) if kind == "fixed" or d.get("type") == "value" else _pattern(expected)
+        tests.append(_at(dpath, compare))
+    if len(tests) == 1:
+        return tests[0]
     tests_t = tuple(tests)
+    return lambda value: all(t(value) for t in tests_t)
 
-    def match(value: Any) -> bool:
-        for dpath, expected, by_value in tests_t:
-            actual = _navigate(value, dpath)
-            if by_value:
-                if not any(a == expected for a in actual):
-                    return False
-            elif not any(pattern_match(a, expected) for a in actual):
+
+def _at(dpath: str, compare: Callable[[Any], bool]) -> Callable[[Any], bool]:
+    """True when some item of `_navigate(value, dpath)` satisfies `compare`."""
+    if dpath in ("$this", ""):
+        return compare
+    segments = dpath.split(".")
+    if len(segments) == 1:
+        seg = segments[0]
+
+        def one(value: Any) -> bool:
+            if not isinstance(value, dict) or seg not in value:
                 return False
-        return True
-    return match
+            v = value[seg]
+            if isinstance(v, list):
+                return any(compare(x) for x in v)
+            return compare(v)
+        return one
+    return lambda value: any(compare(a) for a in _navigate(value, dpath))
+
+
+def _equals(expected: Any) -> Callable[[Any], bool]:
+    return lambda a: a == expected
+
+
+def _pattern(pattern: Any) -> Callable[[Any], bool]:
+    """`pattern_match(value, pattern)` compiled for one pattern."""
+    if isinstance(pattern, dict):
+        parts = tuple((k, _pattern(p)) for k, p in pattern.items())
+
+        def obj(value: Any) -> bool:
+            if not isinstance(value, dict):
+                return False
+            for k, sub in parts:
+                if k not in value or not sub(value[k]):
+                    return False
+            return True
+        return obj
+    if isinstance(pattern, list):
+        subs = tuple(_pattern(p) for p in pattern)
+
+        def arr(value: Any) -> bool:
+            if not isinstance(value, list):
+                return False
+            for sub in subs:
+                for v in value:
+                    if sub(v):
+                        break
+                else:
+                    return False
+            return True
+        return arr
+    return lambda value: value == pattern
 
 
 def _binding(binding: tuple[str, str], reg: Registry) -> Check | None:
@@ -212,12 +277,14 @@ def _target(targets: frozenset[str]) -> Check:
     def target(v: Any, cx: Cx) -> bool:
         if not isinstance(v, dict) or not isinstance(v.get("reference"), str):
             return True
-        resource = cx.resource
-        env = fhirpath.Env(resource, resource, v, v, 0, cx.resolver)
-        found = cx.resolver(v, env)
+        r = v["reference"]
+        if r[:1] == "#":  # only a local reference needs the environment (the container)
+            resource = cx.resource
+            found = cx.resolver(v, fhirpath.Env(resource, resource, v, v, 0, cx.resolver))
+        else:
+            found = cx.resolver(v, None)
         rtype = found.get("resourceType") if isinstance(found, dict) else None
         if rtype is None:
-            r = v["reference"]
             parts = r.split("/")
             if len(parts) >= 2 and not r.startswith(("urn:", "#")):
                 rtype = parts[-2] if "_history" not in parts else parts[-4]
