@@ -1,4 +1,5 @@
-"""The outbox tables (SQLAlchemy Core): messages, dead letters, the edit/replay trail, AuditEvents, settings.
+"""The outbox tables (SQLAlchemy Core): messages, dead letters, the edit/replay trail, AuditEvents (and their
+persons), settings.
 
 Times are stored as UTC. The Alembic migrations under ``migrations/versions`` create exactly these
 tables; a change here is a new migration there.
@@ -48,6 +49,10 @@ messages = Table(
     Column("kind", String(20), nullable=False),  # transaction | update
     Column("person_key", String(64), nullable=False),  # HMAC-SHA256 of the personnummer, never the number
     Column("person_label", String(40)),  # masked personnummer for operators, e.g. 193802******
+    # A payload about several persons is ordered as one (person_key over all of them); this is JSON
+    # [[person key, masked personnummer], ...] of each of them (NULL for one person), so its
+    # AuditEvents can be found by any of them.
+    Column("persons", Text),
     Column("seq", Integer, nullable=False),  # order within (destination, person_key), from 1
     Column("organisation", String(100)),  # HSA-id or organisationsnummer of the responsible organisation
     Column("correlation_id", String(64), nullable=False),
@@ -121,6 +126,15 @@ audit_events = Table(
     Column("message_id", Key),
     Column("correlation_id", String(64)),
     Column("resource", Text, nullable=False),  # the AuditEvent as FHIR R4 JSON
+)
+
+#: One row per person of an AuditEvent about several persons (a Bundle about more than one), so a
+#: search by any one of them finds it; an event about one person has its key in audit_events.person_key.
+audit_event_persons = Table(
+    "audit_event_persons",
+    metadata,
+    Column("event_id", String(36), ForeignKey("audit_events.id"), primary_key=True),
+    Column("person_key", String(64), primary_key=True, index=True),
 )
 
 #: Small key/value settings kept with the data (e.g. the person-key secret).

@@ -103,6 +103,7 @@ class Message:
     kind: str
     person_key: str
     person_label: str | None
+    persons: str | None  # JSON [[key, label], ...] of each person of a message about several
     seq: int
     organisation: str | None
     correlation_id: str
@@ -121,6 +122,14 @@ class Message:
     def payload(self) -> dict[str, Any]:
         """The FHIR JSON to deliver."""
         return json.loads(self.payload_text)
+
+    @property
+    def every_person(self) -> list[tuple[str, str | None]]:
+        """(person key, masked label) of each person the message is about (several for a Bundle about more
+        than one, whose ``person_key`` orders them together)."""
+        if self.persons:
+            return [(str(key), label) for key, label in json.loads(self.persons)]
+        return [(self.person_key, self.person_label)]
 
     @classmethod
     def from_row(cls, row: Any, payload: str | None = None) -> Message:
@@ -220,6 +229,16 @@ class Outbox:
         """The person key of a subject under this outbox's secret."""
         return person_key(self.secret(), subject)
 
+    def persons_of(self, subject: Subject) -> list[tuple[str, str]]:
+        """(person key, masked label) of each person of a subject about several; empty otherwise."""
+        from mappings.identifiers import mask
+
+        return [(self.key_of(Subject(p, None, "")), mask(p)) for p in subject.persons]
+
+    def _persons_column(self, subject: Subject) -> str | None:
+        persons = self.persons_of(subject)
+        return json.dumps(persons) if persons else None
+
     # --- accepting documents ------------------------------------------------------------
 
     def accept(self, data: bytes, destination: str, *, source: str | None = None, actor: str = "carebridge",
@@ -271,6 +290,7 @@ class Outbox:
                         last[key] = last.get(key, 0) + 1
                         rows.append(dict(
                             destination=destination, kind=p.kind, person_key=key, person_label=subject.label,
+                            persons=self._persons_column(subject),
                             seq=last[key], organisation=subject.organisation, correlation_id=uuid.uuid4().hex,
                             source=source, payload_hash=_sha256(p.raw),
                             status=PENDING if p.ok else REJECTED, attempts=0, next_attempt_at=now,
@@ -295,6 +315,7 @@ class Outbox:
             messages.c.destination == destination, messages.c.person_key == key)).scalar_one() + 1
         message_id = int(conn.execute(insert(messages).values(
             destination=destination, kind=prepared.kind, person_key=key, person_label=subject.label, seq=seq,
+            persons=self._persons_column(subject),
             organisation=subject.organisation, correlation_id=uuid.uuid4().hex, source=source,
             payload_hash=_sha256(prepared.raw), status=status, attempts=0,
             next_attempt_at=now, last_error=prepared.problem, created_at=now, updated_at=now,
@@ -310,20 +331,23 @@ class Outbox:
         row = conn.execute(select(messages.c.correlation_id).where(messages.c.id == message_id)).scalar_one()
         self._audit(conn, action="reject", outcome=audit.MINOR_FAILURE, text=f"not queued: {prepared.problem}",
                     interaction="create", destination=destination, key=key, label=subject.label,
-                    organisation=subject.organisation, message_id=message_id, correlation_id=row, actor=actor)
+                    persons=self.persons_of(subject), organisation=subject.organisation, message_id=message_id,
+                    correlation_id=row, actor=actor)
 
     def _audit(self, conn: Connection, *, action: str, outcome: str, text: str, interaction: str,
                destination: str, key: str | None, label: str | None, organisation: str | None,
                message_id: int | None, correlation_id: str | None, actor: str = "carebridge",
-               details: dict[str, str] | None = None) -> None:
+               details: dict[str, str] | None = None, persons: list[tuple[str, str]] | None = None) -> None:
         from mappings.identifiers import mask_text
 
         event = audit.transfer_event(
             action=action, outcome=outcome, outcome_text=mask_text(text), interaction=interaction,
             destination=destination, person_key=key, person_label=label, organisation=organisation,
-            message_id=message_id, correlation_id=correlation_id, actor=actor, details=details)
+            message_id=message_id, correlation_id=correlation_id, actor=actor, details=details,
+            persons=persons or ())
         audit.record(conn, event, action=action, person_key=key, organisation=organisation,
-                     message_id=message_id, correlation_id=correlation_id)
+                     message_id=message_id, correlation_id=correlation_id,
+                     person_keys=[k for k, _ in persons or ()])
 
     # --- claiming -----------------------------------------------------------------------
 
@@ -427,13 +451,16 @@ class Outbox:
         """The ``audit_events`` row of an AuditEvent about this message."""
         from mappings.identifiers import mask_text
 
+        persons = message.every_person if message.persons else []
         event = audit.transfer_event(
             action=action, outcome=outcome, outcome_text=mask_text(text),
             interaction="update" if message.kind == UPDATE else "transaction", destination=message.destination,
             person_key=message.person_key, person_label=message.person_label, organisation=message.organisation,
-            message_id=message.id, correlation_id=message.correlation_id, actor=actor, details=details)
+            message_id=message.id, correlation_id=message.correlation_id, actor=actor, details=details,
+            persons=persons)
         return audit.row(event, action=action, person_key=message.person_key, organisation=message.organisation,
-                         message_id=message.id, correlation_id=message.correlation_id)
+                         message_id=message.id, correlation_id=message.correlation_id,
+                         person_keys=[k for k, _ in persons])
 
     def _audit_message(self, conn: Connection, message: Message, *, action: str, outcome: str, text: str,
                        actor: str = "carebridge", details: dict[str, str] | None = None) -> None:
@@ -494,7 +521,8 @@ class Outbox:
                         conn.execute(update(payloads).where(payloads.c.message_id == message_id).values(
                             payload=prepared.raw))
                         values.update(payload_hash=_sha256(prepared.raw), kind=prepared.kind,
-                                      person_key=key, person_label=subject.label, organisation=subject.organisation)
+                                      person_key=key, person_label=subject.label, organisation=subject.organisation,
+                                      persons=self._persons_column(subject))
                         if key != msg.person_key:  # the edit names another person: join the end of their queue
                             values["seq"] = conn.execute(select(func.coalesce(func.max(messages.c.seq), 0)).where(
                                 messages.c.destination == msg.destination, messages.c.person_key == key)).scalar_one() + 1

@@ -31,10 +31,15 @@ class Subject:
     person: str | None
     organisation: str | None
     fallback_key: str  # what orders the payload when it names no person (its Bundle id or identifier)
+    #: Each person of a payload about more than one (``person`` is then all of them joined, so they are
+    #: ordered as one); empty for a payload about one person or none.
+    persons: tuple[str, ...] = ()
 
     @property
     def label(self) -> str:
-        """The person for operators' eyes: a masked personnummer, or the fallback key."""
+        """The person for operators' eyes: a masked personnummer (the first and how many more), or the fallback key."""
+        if self.persons:
+            return f"{mask(self.persons[0])} +{len(self.persons) - 1}"
         return mask(self.person) if self.person else f"({self.fallback_key[:30]})"
 
 
@@ -95,6 +100,7 @@ def _bundle_subject(bundle: dict[str, Any]) -> Subject:
     if organisation is None:
         organisation = next((o for r in resources if r.get("resourceType") == "Organization"
                              for o in [_organisation_in(r)] if o), None)
-    # A Bundle about several persons is ordered as one "person" made of all of them.
+    # A Bundle about several persons is ordered as one "person" made of all of them; each of them is kept
+    # too (its AuditEvents are found by any one of them).
     person = "+".join(persons) if persons else None
-    return Subject(person, organisation, f"Bundle|{bundle.get('id')}")
+    return Subject(person, organisation, f"Bundle|{bundle.get('id')}", tuple(persons) if len(persons) > 1 else ())

@@ -15,7 +15,7 @@ from adapter import audit
 from adapter.outbox import DEAD, DELIVERED, PENDING, REJECTED, Outbox
 from adapter.outbox.intake import Prepared, dump
 from adapter.outbox.migrate import current_revision, head
-from adapter.outbox.schema import messages
+from adapter.outbox.schema import audit_event_persons, messages
 from tests.gateway.conftest import FAST
 from tests.gateway.payloads import decisions
 
@@ -341,6 +341,94 @@ def test_transfer_audit_event_is_fhir_and_names_no_personnummer(outbox: Outbox, 
     assert pnr not in json.dumps(event)
     organisation = json.loads(doc)["municipality"]["hsa_id"]
     assert any(a["who"].get("identifier", {}).get("value") == organisation for a in event["agent"])
+
+
+def _about_two_persons(first: str, second: str) -> dict:
+    """A transaction Bundle about two persons (a Patient each)."""
+    from mappings import systems
+
+    def patient(pnr: str) -> dict:
+        return {"fullUrl": f"urn:uuid:{pnr}", "request": {"method": "POST", "url": "Patient",
+                                                            "ifNoneExist": f"identifier={systems.PERSONNUMMER}|{pnr}"},
+                "resource": {"resourceType": "Patient", "identifier": [{"system": systems.PERSONNUMMER, "value": pnr}]}}
+
+    return {"resourceType": "Bundle", "id": f"{first}-{second}", "type": "transaction",
+            "entry": [patient(first), patient(second)]}
+
+
+def test_audit_events_about_several_persons_are_found_by_each_of_them(outbox: Outbox) -> None:
+    from adapter.outbox.subjects import Subject
+
+    first, second, other = "191212121212", "194005051234", "193802142384"
+    bundle = _about_two_persons(first, second)
+    ok = Prepared("transaction", bundle, dump(bundle), {"resourceType": "OperationOutcome", "issue": []})
+    refused = Prepared("transaction", bundle, dump(bundle), {"resourceType": "OperationOutcome", "issue": []},
+                       problem="invalid Bundle: test")
+    mid = outbox.enqueue_prepared(ok, DEST).message_id
+    rid = outbox.enqueue_prepared(refused, DEST).message_id
+    outbox.enqueue_prepared(_update(other, 0), DEST)
+    m = outbox.get(mid)
+    keys = [outbox.key_of(Subject(p, None, "")) for p in (first, second)]
+    assert [k for k, _ in m.every_person] == keys and m.person_key not in keys  # ordered as one, named as two
+    assert m.person_label == "191212****** +1"
+    [claimed, _] = outbox.claim("w", DEST, limit=5)
+    outbox.mark_delivered(claimed, "w", http_status=200, summary={"created": 2})
+    with outbox.engine.connect() as conn:
+        by_person = [[(e["subtype"][1]["code"], e["entity"][-1]["what"]["identifier"]["value"])
+                      for e in audit.events(conn, person_key=k)] for k in keys]
+        transfer = audit.events(conn, message_id=mid)[0]
+        by_joined = audit.events(conn, person_key=m.person_key)
+        by_other = audit.events(conn, person_key=outbox.key_of(Subject(other, None, "")))
+    assert by_person[0] == by_person[1] == [("transfer", str(mid)), ("reject", str(rid))]
+    assert len(by_joined) == 2  # the key that orders them still finds them
+    assert by_other == []  # nobody else's
+    named = [e["what"]["identifier"]["value"] for e in transfer["entity"] if e["type"]["code"] == "1"]
+    assert named == keys and [e.get("name") for e in transfer["entity"][:2]] == ["191212******", "194005******"]
+    assert first not in json.dumps(transfer) and second not in json.dumps(transfer)
+    with outbox.engine.connect() as conn:  # one row per person of each such event, none for one person's events
+        assert sorted(conn.execute(select(audit_event_persons.c.person_key)).scalars()) == sorted(keys * 2)
+
+
+def test_migration_makes_older_audit_events_about_several_persons_findable(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from sqlalchemy import text
+
+    from adapter.outbox.db import make_engine
+    from adapter.outbox.subjects import Subject, person_key
+
+    first, second = "191212121212", "194005051234"
+    engine = make_engine(f"sqlite:///{tmp_path / 'old.db'}")
+    _upgrade_to(engine, "0005")
+    now = audit._now()
+    with engine.begin() as conn:  # what revision 0005 stored: the joined key and label only
+        secret = conn.execute(text("SELECT value FROM outbox_settings")).scalar_one()
+        joined = person_key(secret, Subject(f"{first}+{second}", None, ""))
+        conn.execute(text(
+            "INSERT INTO outbox_messages (id, destination, kind, person_key, person_label, seq, correlation_id, "
+            "payload_hash, status, attempts, next_attempt_at, created_at, updated_at) VALUES (1, :d, 'transaction', "
+            ":k, '191212*******************', 1, 'c', 'h', 'delivered', 1, :now, :now, :now)"),
+            {"d": DEST, "k": joined, "now": now.replace(tzinfo=None)})
+        conn.execute(text("INSERT INTO outbox_payloads (message_id, payload) VALUES (1, :p)"),
+                     {"p": json.dumps(_about_two_persons(first, second))})
+        for action in ("transfer", "access"):
+            event = audit.transfer_event(action=action, outcome=audit.SUCCESS, outcome_text="x", interaction="transaction",
+                                         destination=DEST, person_key=joined, person_label=None, organisation=None,
+                                         message_id=1, correlation_id="c")
+            conn.execute(text("INSERT INTO audit_events (id, recorded, action, outcome, person_key, message_id, resource) "
+                              "VALUES (:id, :r, :a, '0', :k, 1, :res)"),
+                         {"id": event["id"], "r": now.replace(tzinfo=None), "a": action, "k": joined,
+                          "res": json.dumps(event)})
+    engine.dispose()
+    box = Outbox.open(f"sqlite:///{tmp_path / 'old.db'}", FAST)
+    try:
+        m = box.get(1)
+        assert [k for k, _ in m.every_person] == [box.key_of(Subject(p, None, "")) for p in (first, second)]
+        assert m.person_label == "191212****** +1"
+        with box.engine.connect() as conn:
+            for pnr in (first, second):
+                found = audit.events(conn, person_key=box.key_of(Subject(pnr, None, "")))
+                assert sorted(e["subtype"][1]["code"] for e in found) == ["access", "transfer"]
+    finally:
+        box.close()
 
 
 def test_bulk_enqueue_continues_each_persons_sequence(outbox: Outbox, tag: str) -> None:

@@ -45,7 +45,7 @@ def list_dead_letters(request: Request, limit: int = Query(default=50, ge=1, le=
             continue
         if parties.protected and not principal.has(scopes.PROTECTED):
             continue
-        access.person_keys.append(message.person_key)
+        access.person_keys.extend(key for key, _ in message.every_person)
         items.append({
             "dead_letter_id": dead["id"], "message_id": dead["message_id"], "stage": dead["stage"],
             "http_status": dead["http_status"], "error": dead["error"], "outcome": dead["outcome"],
@@ -87,7 +87,8 @@ def replay(request: Request, message_id: int = Path(ge=1, le=2**62),
         message = svc.outbox.get(message_id)
     except NotReplayable:
         raise ApiError(404, f"no document {message_id}") from None
-    access.person_keys, access.person_label = [message.person_key], message.person_label
+    access.person_keys = [key for key, _ in message.every_person]  # each person of a Bundle about several
+    access.person_label = message.person_label if len(access.person_keys) == 1 else None
     row = store.document(svc.engine, message_id)
     parties, submitter = parties_for(message, row)
     require_reader(request, principal, parties, submitter)

@@ -80,7 +80,8 @@ def status(request: Request, message_id: int = Path(ge=1, le=2**62), principal: 
         message = svc.outbox.get(message_id)
     except NotReplayable:
         raise ApiError(404, f"no document {message_id}") from None
-    access.person_keys, access.person_label = [message.person_key], message.person_label
+    access.person_keys = [key for key, _ in message.every_person]  # each person of a Bundle about several
+    access.person_label = message.person_label if len(access.person_keys) == 1 else None
     row = store.document(svc.engine, message_id)
     parties, submitter = parties_for(message, row)
     require_reader(request, principal, parties, submitter)
