@@ -2,9 +2,9 @@
 
 A notification names resources by reference; every reference is resolved against the configured
 base URL, and one that points anywhere else (another host, another path) is refused, so a
-notification cannot make carebridge fetch from an arbitrary address. Reads use the gateway's
-credentials (SMART Backend Services or mutual TLS) and a time limit, and are counted per
-notification.
+notification cannot make carebridge fetch from an arbitrary address; so is a search's ``next``
+link. Reads use the gateway's credentials (SMART Backend Services or mutual TLS) and a time
+limit, and are counted per notification (every search page is a read).
 """
 
 from __future__ import annotations
@@ -17,6 +17,11 @@ import httpx
 from adapter.config import AuthSettings
 
 FHIR_JSON = "application/fhir+json"
+#: Resources asked for per search page, and the pages one search may read (each page is a read
+#: counted against the notification's budget); a search with more pages is an error, not a
+#: silently shortened answer.
+SEARCH_PAGE_SIZE = 100
+MAX_SEARCH_PAGES = 20
 _TYPE = r"[A-Z][A-Za-z]{1,63}"
 _ID = r"[A-Za-z0-9\-.]{1,64}"
 _RELATIVE = re.compile(rf"^({_TYPE})/({_ID})(?:/_history/({_ID}))?$")
@@ -71,6 +76,16 @@ class RegionalReader:
             raise RegionalError("not a resource reference (Type/id)")
         return match.group(1), match.group(2)
 
+    def local_url(self, url: str) -> str:
+        """The path (and query) of a URL on this server, e.g. a search's ``next`` link; RegionalError for another."""
+        if not isinstance(url, str) or not url:
+            raise RegionalError("a link must be a URL")
+        if "://" not in url:
+            return url if url.startswith("/") else "/" + url
+        if url != self.base_url and not url.startswith((self.base_url + "/", self.base_url + "?")):
+            raise RegionalError("link outside the regional server refused")
+        return url[len(self.base_url):] or "/"
+
     def _get(self, path: str, params: dict[str, str] | None = None) -> dict[str, Any]:
         if self.reads >= self.budget:
             raise BudgetExceeded(f"more than {self.budget} reads for one notification")
@@ -97,10 +112,26 @@ class RegionalReader:
             raise RegionalError(f"{rtype}/{rid} answered a {resource.get('resourceType')}")
         return resource
 
-    def search(self, resource_type: str, params: dict[str, str]) -> list[dict[str, Any]]:
-        """The resources of one search page (servers may ignore unknown parameters: callers re-check)."""
+    def search(self, resource_type: str, params: dict[str, str], *,
+               max_pages: int = MAX_SEARCH_PAGES) -> list[dict[str, Any]]:
+        """Every match of a search: its pages, followed by their ``next`` links (only on this server),
+        at most ``max_pages`` of them (RegionalError beyond). Servers may ignore unknown parameters:
+        callers re-check."""
         if not re.match(rf"^{_TYPE}$", resource_type):
             raise RegionalError("bad resource type")
-        bundle = self._get(f"/{resource_type}", {**params, "_count": "100"})
-        return [e["resource"] for e in bundle.get("entry") or () if isinstance(e, dict)
-                and isinstance(e.get("resource"), dict) and e["resource"].get("resourceType") == resource_type]
+        found: list[dict[str, Any]] = []
+        path, query = f"/{resource_type}", {**params, "_count": str(SEARCH_PAGE_SIZE)}
+        visited: set[str] = set()
+        for _page in range(max_pages):
+            bundle = self._get(path, query)
+            found += [e["resource"] for e in bundle.get("entry") or () if isinstance(e, dict)
+                      and isinstance(e.get("resource"), dict) and e["resource"].get("resourceType") == resource_type]
+            following = next((link.get("url") for link in bundle.get("link") or ()
+                              if isinstance(link, dict) and link.get("relation") == "next"), None)
+            if not following:
+                return found
+            path, query = self.local_url(following), None
+            if path in visited:
+                raise RegionalError(f"a {resource_type} search links back to a page it has read")
+            visited.add(path)
+        raise RegionalError(f"a {resource_type} search has more than {max_pages} pages of {SEARCH_PAGE_SIZE}")
