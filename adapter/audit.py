@@ -24,16 +24,6 @@ from sqlalchemy import Connection, insert, or_, select
 from adapter.outbox.schema import audit_event_persons, audit_events
 from mappings import systems
 
-#: Identifier systems for what AuditEvents point at (could move to mappings.systems).
-SID_PERSON_KEY = f"{systems.BASE}/sid/person-key"
-SID_OUTBOX_MESSAGE = f"{systems.BASE}/sid/outbox-message"
-SID_SYSTEM = f"{systems.BASE}/sid/system"
-CS_AUDIT_ACTION = f"{systems.BASE}/CodeSystem/audit-action"
-DCM = "http://dicom.nema.org/resources/ontology/DCM"
-RESTFUL = "http://hl7.org/fhir/restful-interaction"
-ENTITY_TYPE = "http://terminology.hl7.org/CodeSystem/audit-entity-type"
-OBJECT_ROLE = "http://terminology.hl7.org/CodeSystem/object-role"
-SOURCE_TYPE = "http://terminology.hl7.org/CodeSystem/security-source-type"
 #: AuditEvent.outcome codes.
 SUCCESS, MINOR_FAILURE, SERIOUS_FAILURE = "0", "4", "8"
 #: AuditEvent.action per carebridge action.
@@ -55,10 +45,10 @@ def transfer_event(*, action: str, outcome: str, outcome_text: str, interaction:
     named instead of ``person_key`` (the key that orders them together).
     """
     agents: list[dict[str, Any]] = [
-        {"type": {"coding": [{"system": DCM, "code": "110150", "display": "Application"}]},
-         "who": {"identifier": {"system": SID_SYSTEM, "value": "carebridge"}, "display": actor},
+        {"type": {"coding": [{"system": systems.CS_DICOM_DCM, "code": "110150", "display": "Application"}]},
+         "who": {"identifier": {"system": systems.SID_SYSTEM, "value": "carebridge"}, "display": actor},
          "requestor": True},
-        {"type": {"coding": [{"system": DCM, "code": "110152", "display": "Destination Role ID"}]},
+        {"type": {"coding": [{"system": systems.CS_DICOM_DCM, "code": "110152", "display": "Destination Role ID"}]},
          "who": {"display": destination}, "requestor": False,
          "network": {"address": destination, "type": "5"}},
     ]
@@ -72,23 +62,24 @@ def transfer_event(*, action: str, outcome: str, outcome_text: str, interaction:
         detail = [{"type": "correlation-id", "valueString": correlation_id or ""}]
         detail += [{"type": k, "valueString": str(v)} for k, v in (details or {}).items()]
         entities.append({
-            "what": {"identifier": {"system": SID_OUTBOX_MESSAGE, "value": str(message_id)}},
-            "type": {"system": ENTITY_TYPE, "code": "2", "display": "System Object"},
-            "role": {"system": OBJECT_ROLE, "code": "3", "display": "Report"},
+            "what": {"identifier": {"system": systems.SID_OUTBOX_MESSAGE, "value": str(message_id)}},
+            "type": {"system": systems.CS_AUDIT_ENTITY_TYPE, "code": "2", "display": "System Object"},
+            "role": {"system": systems.CS_OBJECT_ROLE, "code": "3", "display": "Report"},
             "detail": detail,
         })
     return {
         "resourceType": "AuditEvent",
         "id": str(uuid.uuid4()),
-        "type": {"system": DCM, "code": "110106", "display": "Export"},
-        "subtype": [{"system": RESTFUL, "code": interaction}, {"system": CS_AUDIT_ACTION, "code": action}],
+        "type": {"system": systems.CS_DICOM_DCM, "code": "110106", "display": "Export"},
+        "subtype": [{"system": systems.CS_RESTFUL_INTERACTION, "code": interaction},
+                    {"system": systems.CS_AUDIT_ACTION, "code": action}],
         "action": ACTION_CODE.get(action, "E"),
         "recorded": (recorded or _now()).isoformat(timespec="milliseconds"),
         "outcome": outcome,
         "outcomeDesc": outcome_text[:1000],
         "agent": agents,
         "source": {"observer": {"display": "carebridge outbox"},
-                   "type": [{"system": SOURCE_TYPE, "code": "4", "display": "Application Server"}]},
+                   "type": [{"system": systems.CS_SECURITY_SOURCE_TYPE, "code": "4", "display": "Application Server"}]},
         "entity": entities,
     }
 
@@ -96,9 +87,9 @@ def transfer_event(*, action: str, outcome: str, outcome_text: str, interaction:
 def person_entity(person_key: str, label: str | None) -> dict[str, Any]:
     """The AuditEvent.entity naming a person by person key (and masked personnummer)."""
     person: dict[str, Any] = {
-        "what": {"identifier": {"system": SID_PERSON_KEY, "value": person_key}},
-        "type": {"system": ENTITY_TYPE, "code": "1", "display": "Person"},
-        "role": {"system": OBJECT_ROLE, "code": "1", "display": "Patient"},
+        "what": {"identifier": {"system": systems.SID_PERSON_KEY, "value": person_key}},
+        "type": {"system": systems.CS_AUDIT_ENTITY_TYPE, "code": "1", "display": "Person"},
+        "role": {"system": systems.CS_OBJECT_ROLE, "code": "1", "display": "Patient"},
     }
     if label:
         person["name"] = label

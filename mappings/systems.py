@@ -223,3 +223,21 @@ PROFILE_TRAINING_INSTRUCTION = f"{BASE}/StructureDefinition/cb-training-instruct
 CS_HEALTH_CARE_TASK = f"{BASE}/CodeSystem/health-care-task"
 #: Staff roles (profession) of a Practitioner/PractitionerRole, to tell care staff from licensed staff.
 CS_STAFF_ROLE = f"{BASE}/CodeSystem/staff-role"
+
+# --- AuditEvents (adapter/audit.py, adapter/api/access.py) ------------------------------
+#: What an AuditEvent points at: the outbox's HMAC person key, an outbox message, carebridge itself.
+SID_PERSON_KEY = f"{BASE}/sid/person-key"
+SID_OUTBOX_MESSAGE = f"{BASE}/sid/outbox-message"
+SID_SYSTEM = f"{BASE}/sid/system"
+#: Callers that authenticated with a client certificate, and API requests (by request id).
+SID_CLIENT_CERTIFICATE = f"{BASE}/sid/client-certificate"
+SID_API_REQUEST = f"{BASE}/sid/api-request"
+#: The carebridge action of an AuditEvent (transfer, reject, replay, edit, discard, access).
+CS_AUDIT_ACTION = f"{BASE}/CodeSystem/audit-action"
+#: DICOM controlled terminology (AuditEvent.type 110106 Export, agent roles).
+CS_DICOM_DCM = "http://dicom.nema.org/resources/ontology/DCM"
+CS_RESTFUL_INTERACTION = "http://hl7.org/fhir/restful-interaction"
+CS_AUDIT_EVENT_TYPE = "http://terminology.hl7.org/CodeSystem/audit-event-type"
+CS_AUDIT_ENTITY_TYPE = "http://terminology.hl7.org/CodeSystem/audit-entity-type"
+CS_OBJECT_ROLE = "http://terminology.hl7.org/CodeSystem/object-role"
+CS_SECURITY_SOURCE_TYPE = "http://terminology.hl7.org/CodeSystem/security-source-type"

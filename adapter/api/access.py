@@ -21,10 +21,6 @@ from adapter.api.principal import Principal, organisation_system
 from mappings import systems
 from mappings.identifiers import mask_text
 
-AUDIT_EVENT_TYPE = "http://terminology.hl7.org/CodeSystem/audit-event-type"
-#: Identifier system for callers that authenticated with a client certificate.
-SID_CLIENT_CERTIFICATE = f"{systems.BASE}/sid/client-certificate"
-SID_API_REQUEST = f"{systems.BASE}/sid/api-request"
 #: AuditEvent.action per RESTful interaction.
 ACTION = {"create": "C", "read": "R", "vread": "R", "search-type": "R", "search-system": "R", "update": "U",
           "delete": "D", "operation": "E"}
@@ -71,7 +67,7 @@ def access_event(*, principal: Principal | None, method: str, path: str, status:
     if principal is None:
         caller["who"] = {"display": "unauthenticated caller"}
     else:
-        system = SID_CLIENT_CERTIFICATE if principal.method == "mtls" else principal.issuer
+        system = systems.SID_CLIENT_CERTIFICATE if principal.method == "mtls" else principal.issuer
         caller["who"] = {"identifier": {"system": system, "value": principal.subject[:500]},
                          "display": (principal.client_id or principal.subject)[:200]}
     if address:
@@ -82,24 +78,17 @@ def access_event(*, principal: Principal | None, method: str, path: str, status:
                                               "value": principal.organisation}},
                        "requestor": False, "role": [{"text": "organisation the caller acts for"}]})
     entities: list[dict[str, Any]] = [{
-        "what": {"identifier": {"system": SID_API_REQUEST, "value": request_id}},
-        "type": {"system": audit.ENTITY_TYPE, "code": "2", "display": "System Object"},
+        "what": {"identifier": {"system": systems.SID_API_REQUEST, "value": request_id}},
+        "type": {"system": systems.CS_AUDIT_ENTITY_TYPE, "code": "2", "display": "System Object"},
         "description": mask_text(f"{method} {path}")[:500],
     }]
     if person_key:
-        person: dict[str, Any] = {
-            "what": {"identifier": {"system": audit.SID_PERSON_KEY, "value": person_key}},
-            "type": {"system": audit.ENTITY_TYPE, "code": "1", "display": "Person"},
-            "role": {"system": audit.OBJECT_ROLE, "code": "1", "display": "Patient"},
-        }
-        if note_.person_label:
-            person["name"] = note_.person_label
-        entities.append(person)
+        entities.append(audit.person_entity(person_key, note_.person_label))
     if note_.message_id is not None:
         entities.append({
-            "what": {"identifier": {"system": audit.SID_OUTBOX_MESSAGE, "value": str(note_.message_id)}},
-            "type": {"system": audit.ENTITY_TYPE, "code": "2", "display": "System Object"},
-            "role": {"system": audit.OBJECT_ROLE, "code": "3", "display": "Report"},
+            "what": {"identifier": {"system": systems.SID_OUTBOX_MESSAGE, "value": str(note_.message_id)}},
+            "type": {"system": systems.CS_AUDIT_ENTITY_TYPE, "code": "2", "display": "System Object"},
+            "role": {"system": systems.CS_OBJECT_ROLE, "code": "3", "display": "Report"},
         })
     text = f"{method} {path} -> {status}" + (f": {note_.what}" if note_.what else "")
     if note_.refusal:
@@ -107,15 +96,15 @@ def access_event(*, principal: Principal | None, method: str, path: str, status:
     return {
         "resourceType": "AuditEvent",
         "id": str(uuid.uuid4()),
-        "type": {"system": AUDIT_EVENT_TYPE, "code": "rest", "display": "RESTful Operation"},
-        "subtype": [{"system": audit.RESTFUL, "code": note_.interaction}],
+        "type": {"system": systems.CS_AUDIT_EVENT_TYPE, "code": "rest", "display": "RESTful Operation"},
+        "subtype": [{"system": systems.CS_RESTFUL_INTERACTION, "code": note_.interaction}],
         "action": ACTION.get(note_.interaction, "E"),
         "recorded": (recorded or dt.datetime.now(dt.timezone.utc)).isoformat(timespec="milliseconds"),
         "outcome": outcome_code(status),
         "outcomeDesc": mask_text(text)[:1000],
         "agent": agents,
         "source": {"observer": {"display": "carebridge api"},
-                   "type": [{"system": audit.SOURCE_TYPE, "code": "3", "display": "Web Server"}]},
+                   "type": [{"system": systems.CS_SECURITY_SOURCE_TYPE, "code": "3", "display": "Web Server"}]},
         "entity": entities,
     }
 
