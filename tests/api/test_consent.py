@@ -71,3 +71,20 @@ def test_huvudman_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     for bad in ({"api": {"receiver_huvudman": "landsting"}}, {"municipal": {"huvudman": 3}}):
         with pytest.raises(SettingsError):
             from_dict(bad)
+
+
+def test_serve_takes_the_regional_servers_huvudman_from_the_command_line(tmp_path: Any, issuer: LocalIssuer) -> None:
+    import httpx
+
+    from tests.api.serving import serving
+
+    config = {"api": {"audience": issuer.audience},
+              "issuers": [{"issuer": issuer.issuer, "jwks": issuer.jwks(), "algorithms": ["RS256"]}]}
+    headers = {**JSON, "Authorization": f"Bearer {issuer.token(HANINGE, BASIC)}"}
+    with serving(tmp_path / "kommun", config, "--no-workers", "--server", "http://127.0.0.1:9/fhir",
+                 "--receiver-huvudman", "kommun") as base:
+        accepted = httpx.post(f"{base}/documents/decision", content=_without_consent(), headers=headers, timeout=30)
+    assert accepted.status_code == 202, accepted.text
+    with serving(tmp_path / "region", config, "--no-workers", "--server", "http://127.0.0.1:9/fhir") as base:
+        refused = httpx.post(f"{base}/documents/decision", content=_without_consent(), headers=headers, timeout=30)
+    assert refused.status_code == 422 and _rules(refused.json()["outcome"]) == {"se-consent"}
