@@ -73,7 +73,18 @@ def _fields(model: type[BaseModel]):
     """(name, info, inner type, item element name) for the fields written as elements.
 
     The `kind` tag (a Literal) is not an element: the root or variant element's name carries it.
+    Worked out once per model class.
     """
+    found = _FIELDS.get(model)
+    if found is None:
+        found = _FIELDS[model] = tuple(_field_rows(model))
+    return found
+
+
+_FIELDS: dict[type, tuple] = {}
+
+
+def _field_rows(model: type[BaseModel]):
     for name, info in model.model_fields.items():
         tp, _ = _strip(info.annotation)
         if name == "kind" and typing.get_origin(tp) is Literal:
@@ -162,7 +173,7 @@ def _read_fields(el, model: type[BaseModel]) -> dict[str, Any]:
 
 def _read_value(el, tp: Any) -> Any:
     if typing.get_origin(tp) is list:
-        item_tp = _strip(typing.get_args(tp)[0])[0]
+        item_tp = _item_type(tp)
         return [_read_value(c, item_tp) for c in el if isinstance(c.tag, str)]
     if isinstance(tp, tuple):
         chosen = next(c for c in el if isinstance(c.tag, str))
@@ -172,6 +183,20 @@ def _read_value(el, tp: Any) -> Any:
     if _is_model(tp):
         return _read_fields(el, tp)
     return el.text or ""
+
+
+_ITEM_TYPES: dict[Any, Any] = {}
+
+
+def _item_type(tp: Any) -> Any:
+    """The (stripped) item type of a `list[...]` field type, worked out once per type."""
+    try:
+        return _ITEM_TYPES[tp]
+    except KeyError:
+        found = _ITEM_TYPES[tp] = _strip(typing.get_args(tp)[0])[0]
+        return found
+    except TypeError:  # an unhashable annotation
+        return _strip(typing.get_args(tp)[0])[0]
 
 
 # --- The XSD --------------------------------------------------------------------------

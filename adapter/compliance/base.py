@@ -732,8 +732,12 @@ class Walker:
 
 
 def _has_choice(node: dict, name: str) -> bool:
+    """A key `name` + upper-case letter (a choice variant: valueString, ...) is in `node`."""
     n = len(name)
-    return any(len(k) > n and k.startswith(name) and k[n].isupper() for k in node)
+    for k in node:
+        if len(k) > n and k.startswith(name) and k[n].isupper():
+            return True
+    return False
 
 
 def _json_kind(v: Any) -> str:

@@ -64,7 +64,9 @@ def _bundle(w: Any, node: dict, path: str) -> None:
     if btype != "history":
         keys = [(e["fullUrl"], ((e.get("resource") or {}).get("meta") or {}).get("versionId") if isinstance(e.get("resource"), dict) else None)
                 for e in entries if "fullUrl" in e]
-        if len(keys) != len(set(map(repr, keys))):
+        # text and None compare as their repr does: the set of the pairs themselves will do
+        plain = all(type(u) is str and (v is None or type(v) is str) for u, v in keys)
+        if len(keys) != len(set(keys) if plain else set(map(repr, keys))):
             w.error(path, f"Constraint failed: bdl-7: '{_BDL['bdl-7']}'", "invariant", "bdl-7")
     seen: set[str] = set()
     for i, link in enumerate(node.get("link") or ()):

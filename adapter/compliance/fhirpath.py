@@ -694,9 +694,13 @@ class _Criterion:
         return None
 
 
-def _has_variant(item: dict, name: str) -> bool:
+def _has_variant(node: dict, name: str) -> bool:
+    """A key `name` + upper-case letter (a choice variant: valueString, ...) is in `node`."""
     n = len(name)
-    return any(len(k) > n and k.startswith(name) and k[n].isupper() for k in item)
+    for k in node:
+        if len(k) > n and k.startswith(name) and k[n].isupper():
+            return True
+    return False
 
 
 class Compiler:

@@ -55,8 +55,12 @@ def absent(n: dict, name: str) -> bool:
 
 
 def _has_choice(node: dict, name: str) -> bool:
-    k = len(name)
-    return any(len(key) > k and key.startswith(name) and key[k].isupper() for key in node)
+    """A key `name` + upper-case letter (a choice variant: valueString, ...) is in `node`."""
+    n = len(name)
+    for k in node:
+        if len(k) > n and k.startswith(name) and k[n].isupper():
+            return True
+    return False
 
 
 def _real_day(v: str) -> bool:

@@ -504,11 +504,15 @@ RULES: tuple[Rule, ...] = (
 )
 
 
+_NEEDS = tuple((rule, frozenset(rule.needs)) for rule in RULES)
+
+
 def check_swedish(root: dict, walker: Any, reg: Any, ctx: ValidationContext, issues: list[dict]) -> None:
     """Run every Swedish rule not skipped by the context (and with something to check)."""
     payload = Payload(root, walker, reg, ctx, issues)
-    present = payload.by_type
-    for rule in RULES:
-        if rule.id in ctx.skip_rules or (rule.needs and not any(t in present for t in rule.needs)):
+    present = payload.by_type.keys()
+    skip = ctx.skip_rules
+    for rule, needs in _NEEDS:
+        if (needs and needs.isdisjoint(present)) or (skip and rule.id in skip):
             continue
         rule.check(payload)

@@ -36,7 +36,7 @@ class NoCarePlanError(RivWriteError):
 # ======================================================================================
 
 
-def to_fhir(xml: bytes) -> Bundle:
+def to_fhir(xml: Any) -> Bundle:
     """Read a GetCarePlansResponse (any number of carePlan) into a FHIR transaction Bundle."""
     response: CarePlansResponse = model.parse_response(xml, CarePlansResponse)
     response_carry = Carry.take(response, skip=("items",))

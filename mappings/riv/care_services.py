@@ -34,7 +34,7 @@ class NoCareServiceError(RivWriteError):
 # ======================================================================================
 
 
-def to_fhir(xml: bytes) -> Bundle:
+def to_fhir(xml: Any) -> Bundle:
     """Read a GetCareServicesResponse (any number of careService) into a FHIR transaction Bundle."""
     response: CareServicesResponse = model.parse_response(xml, CareServicesResponse)
     response_carry = Carry.take(response, skip=("items",))

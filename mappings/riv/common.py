@@ -68,11 +68,20 @@ class Carry:
         for attr in skip:
             setattr(obj, attr, [])
         try:
+            # which parts hold nothing (`_holds_nothing`), worked out bottom-up in one pass; what
+            # the loop below changes (text a FHIR string cannot hold becomes None) does not
+            # change the answer, as `_holds_nothing` counts both alike
+            nothing: dict[int, bool] = {}
+            _mark_nothing(obj, nothing)
             for path, part in model.walk(obj):
-                if path != "." and _holds_nothing(part):
+                if path != "." and nothing[id(part)]:
                     carry.empty.append(path)
-                for leaf_path, child, value in model.leaves(part, path):
+                for child in type(part).children():
+                    if child.complex:
+                        continue
+                    value = getattr(part, child.attr)
                     if isinstance(value, str) and not fhir_string(value):
+                        leaf_path = model._join(path, child.tag, None)
                         if value == "":
                             carry.empty.append(leaf_path)
                         else:
@@ -134,6 +143,21 @@ class Carry:
 def fhir_string(value: str) -> bool:
     """True if a FHIR string can hold the value (non-empty, not only non-ASCII white space)."""
     return bool(_FHIR_STRING.search(value))
+
+
+def _mark_nothing(part: model.RivType, nothing: dict[int, bool]) -> bool:
+    """`_holds_nothing` of `part` and of every complex part below it, into `nothing` (by id)."""
+    empty = True
+    for child in type(part).children():
+        value = getattr(part, child.attr)
+        if child.complex:
+            for item in value if child.many else (value,):
+                if item is not None and not _mark_nothing(item, nothing):
+                    empty = False
+        elif not (value is None or (isinstance(value, str) and not fhir_string(value))):
+            empty = False
+    nothing[id(part)] = empty
+    return empty
 
 
 def _holds_nothing(part: model.RivType) -> bool:

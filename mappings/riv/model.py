@@ -65,15 +65,26 @@ class RivType:
 
     @classmethod
     def children(cls) -> tuple[Child, ...]:
-        return tuple(
-            Child(f.name, f.metadata["tag"], f.metadata["kind"], f.metadata["required"], f.metadata["many"])
-            for f in fields(cls)  # type: ignore[arg-type]
-            if "tag" in f.metadata
-        )
+        found = _CHILDREN.get(cls)
+        if found is None:
+            found = _CHILDREN[cls] = tuple(
+                Child(f.name, f.metadata["tag"], f.metadata["kind"], f.metadata["required"], f.metadata["many"])
+                for f in fields(cls)  # type: ignore[arg-type]
+                if "tag" in f.metadata
+            )
+        return found
 
     @classmethod
     def takes_foreign(cls) -> bool:
-        return any(f.metadata.get("foreign") for f in fields(cls))  # type: ignore[arg-type]
+        found = _FOREIGN.get(cls)
+        if found is None:
+            found = _FOREIGN[cls] = any(f.metadata.get("foreign") for f in fields(cls))  # type: ignore[arg-type]
+        return found
+
+
+#: Per class, worked out once: its children in schema order, whether it takes ##other elements.
+_CHILDREN: dict[type, tuple[Child, ...]] = {}
+_FOREIGN: dict[type, bool] = {}
 
 
 # --- The types (bottom-up) ---------------------------------------------------------------
@@ -237,9 +248,10 @@ Response = CareServicesResponse | CarePlansResponse
 # --- Reading ----------------------------------------------------------------------------
 
 
-def parse_response(xml: bytes | str, cls: type[RivType]) -> Any:
-    """Parse (safely) and read a whole response document of type `cls`."""
-    root = safexml.parse(xml)
+def parse_response(xml: Any, cls: type[RivType]) -> Any:
+    """Parse (safely) and read a whole response document of type `cls` (bytes or text, or its root
+    element already parsed with `safexml.parse`)."""
+    root = safexml.parse(xml) if isinstance(xml, (bytes, str)) else xml
     expected = f"{{{cls.NS}}}{cls.ROOT}"  # type: ignore[attr-defined]
     if root.tag != expected:
         raise RivFormatError(f"not a {cls.ROOT} of {cls.NS}: the root element is {root.tag}")  # type: ignore[attr-defined]
@@ -251,13 +263,18 @@ def read(cls: type[RivType], element: Any, where: str) -> Any:
     _check_attributes(element, where)
     if (element.text or "").strip():
         raise RivFormatError(f"{where}: unexpected text {element.text.strip()[:40]!r}")
-    kids = [k for k in element if isinstance(k.tag, str)]
+    kids, tags = [], []
+    for k in element:
+        tag = k.tag  # (lxml makes a new string on every access: read each once)
+        if isinstance(tag, str):
+            kids.append(k)
+            tags.append(tag)
+    count = len(kids)
     values: dict[str, Any] = {}
     i = 0
-    for child in cls.children():
-        tag = f"{{{cls.NS}}}{child.tag}"
+    for child, tag in _qualified(cls):
         found: list[Any] = []
-        while i < len(kids) and kids[i].tag == tag:
+        while i < count and tags[i] == tag:
             n = f"[{len(found) + 1}]" if child.many else ""
             found.append(_read_child(child, kids[i], f"{where}/{child.tag}{n}"))
             i += 1
@@ -265,19 +282,30 @@ def read(cls: type[RivType], element: Any, where: str) -> Any:
                 break
         if child.required and not found:
             _wrong_namespace(cls, kids[i:], where)
-            got = kids[i].tag if i < len(kids) else "the end of the element"
+            got = tags[i] if i < count else "the end of the element"
             raise RivFormatError(f"{where}: missing required element {child.tag} (found {got})")
         values[child.attr] = found if child.many else (found[0] if found else None)
     if cls.takes_foreign():
         others = []
-        while i < len(kids) and _is_foreign(kids[i], cls.NS):
+        while i < count and _is_foreign(kids[i], cls.NS):
             others.append(_serialize(kids[i]))
             i += 1
         values["other"] = others
-    if i < len(kids):
+    if i < count:
         _wrong_namespace(cls, kids[i:], where)
-        raise RivFormatError(f"{where}: unexpected element {kids[i].tag}")
+        raise RivFormatError(f"{where}: unexpected element {tags[i]}")
     return cls(**values)
+
+
+_QUALIFIED: dict[type, tuple[tuple[Child, str], ...]] = {}
+
+
+def _qualified(cls: type[RivType]) -> tuple[tuple[Child, str], ...]:
+    """(child, `{namespace}tag`) of a class's children, in schema order (worked out once)."""
+    found = _QUALIFIED.get(cls)
+    if found is None:
+        found = _QUALIFIED[cls] = tuple((child, f"{{{cls.NS}}}{child.tag}") for child in cls.children())
+    return found
 
 
 def _wrong_namespace(cls: type[RivType], rest: list[Any], where: str) -> None:

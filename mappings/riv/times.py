@@ -40,8 +40,9 @@ def to_fhir(timestamp: str, where: str) -> str:
     """A RIV timestamp as a FHIR dateTime with the Stockholm offset of that wall time."""
     if not TIMESTAMP.fullmatch(timestamp):
         raise RivFormatError(f"{where}: {timestamp!r} is not a RIV timestamp (YYYYMMDDhhmmss)")
-    try:
-        wall = dt.datetime.strptime(timestamp, "%Y%m%d%H%M%S")
+    try:  # (fourteen digits, checked above: what strptime("%Y%m%d%H%M%S") reads, faster)
+        wall = dt.datetime(int(timestamp[0:4]), int(timestamp[4:6]), int(timestamp[6:8]),
+                           int(timestamp[8:10]), int(timestamp[10:12]), int(timestamp[12:14]))
     except ValueError:
         raise RivFormatError(f"{where}: {timestamp!r} is not a real date and time") from None
     return wall.replace(tzinfo=stockholm()).isoformat()
