@@ -76,7 +76,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(base_url: str, workdir: Path, fixtures: list[Path], receiver_huvudman: str) -> int:
-    from adapter.compliance import ValidationContext
     from adapter.gateway import Gateway, UnsuitableServer
     from adapter.outbox import Outbox
 
@@ -92,7 +91,7 @@ def _run(base_url: str, workdir: Path, fixtures: list[Path], receiver_huvudman: 
     db_url = f"sqlite:///{workdir / 'carebridge.sqlite'}"
     outbox = Outbox.open(db_url)
     print(f"outbox (SQLite) at {workdir / 'carebridge.sqlite'}")
-    demo = _Demo(outbox, gateway, db_url, ValidationContext(receiver_huvudman=receiver_huvudman))
+    demo = _Demo(outbox, gateway, db_url, receiver_huvudman)
     try:
         # Documents first, so the provider Tasks exist when the discharge messages pause them.
         ordered = sorted(fixtures, key=lambda p: (demo.is_message(p), str(p)))
@@ -106,8 +105,8 @@ def _run(base_url: str, workdir: Path, fixtures: list[Path], receiver_huvudman: 
 class _Demo:
     """Runs fixtures through the outbox and gateway (documents) or the receiver (messages)."""
 
-    def __init__(self, outbox, gateway, db_url: str, context) -> None:  # type: ignore[no-untyped-def]
-        self.outbox, self.gateway, self.db_url, self.context = outbox, gateway, db_url, context
+    def __init__(self, outbox, gateway, db_url: str, receiver_huvudman: str) -> None:  # type: ignore[no-untyped-def]
+        self.outbox, self.gateway, self.db_url, self.receiver_huvudman = outbox, gateway, db_url, receiver_huvudman
         self._receiver = None
 
     def is_message(self, path: Path) -> bool:
@@ -141,16 +140,16 @@ class _Demo:
         import json
 
         from adapter import conversion
-        from adapter.compliance import has_errors, validate
+        from adapter.outbox.intake import prepare
 
-        outcome = validate(bundle, context=self.context)
-        out.valid = not has_errors(outcome)
+        prepared = prepare(data, receiver_huvudman=self.receiver_huvudman)
+        out.valid = prepared.ok
         if not out.valid:
-            out.issues = [f"{(i.get('expression') or [''])[0]}: {i['details']['text']}" for i in outcome["issue"] if i["severity"] in ("error", "fatal")]
+            out.issues = [f"{(i.get('expression') or [''])[0]}: {i['details']['text']}" for i in prepared.outcome["issue"] if i["severity"] in ("error", "fatal")]
             out.problem = "invalid: not sent"
             return
-        first = self._deliver(data, out.fixture)
-        second = self._deliver(data, out.fixture + " (resend)")
+        first = self._deliver(prepared, out.fixture)
+        second = self._deliver(prepare(data, receiver_huvudman=self.receiver_huvudman), out.fixture + " (resend)")
         if first.status != "delivered" or second.status != "delivered":
             bad = first if first.status != "delivered" else second
             out.problem = f"{bad.status}: {bad.last_error or ''}"
@@ -162,11 +161,10 @@ class _Demo:
         if not out.round_trip:
             out.problem = "read back differs from the source"
 
-    def _deliver(self, data: bytes, source: str):  # type: ignore[no-untyped-def]
-        from adapter.outbox.intake import prepare
+    def _deliver(self, prepared, source: str):  # type: ignore[no-untyped-def]
         from adapter.outbox.worker import Worker
 
-        accepted = self.outbox.enqueue_many([prepare(data)], self.gateway.base_url, sources=[source])[0]
+        accepted = self.outbox.enqueue_many([prepared], self.gateway.base_url, sources=[source])[0]
         if accepted.status == "pending":
             Worker(self.outbox, self.gateway, concurrency=1).run(only=[accepted.message_id])
         return self.outbox.list(ids=[accepted.message_id], limit=1)[0]
