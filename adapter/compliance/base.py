@@ -44,7 +44,7 @@ class BundleScope:
         self.btype = btype
         self.by_url: dict[str, dict] = {}
         self.by_type_id: dict[tuple[str, str], dict] = {}
-        self.refs: list[tuple[str, str, Field, str | None]] = []
+        self.refs: list[tuple] = []  # (path, reference, Field, entry fullUrl[, _REL_REF match])
 
     def add(self, full_url: Any, res: Any) -> None:
         if not isinstance(res, dict):
@@ -55,11 +55,13 @@ class BundleScope:
         if isinstance(rt, str) and isinstance(rid, str):
             self.by_type_id.setdefault((rt, rid), res)
 
-    def find(self, ref: str, full_url: str | None) -> dict | None:
+    def find(self, ref: str, full_url: str | None, m: Any = False) -> dict | None:
+        """The entry a reference points to (`m`: `_REL_REF.match(ref)` when already known)."""
         hit = self.by_url.get(ref)
         if hit is not None:
             return hit
-        m = _REL_REF.match(ref)
+        if m is False:
+            m = _REL_REF.match(ref)
         if m is None:
             return None
         if m.group("base") is None and full_url and full_url.startswith("http"):
@@ -152,10 +154,12 @@ class Walker:
     def _open_scope(self, res: dict, rt: str) -> BundleScope:
         scope = BundleScope(rt, res.get("type") if rt == "Bundle" else None, res)
         if rt == "Bundle":
+            index = self.index
             for e in res.get("entry") or ():
                 if isinstance(e, dict):
-                    scope.add(e.get("fullUrl"), e.get("resource"))
-                    self.index.add(e.get("fullUrl"), e.get("resource"))
+                    url, entry_res = e.get("fullUrl"), e.get("resource")
+                    scope.add(url, entry_res)
+                    index.add(url, entry_res)
         else:
             todo = list(res.get("parameter") or ())
             while todo:
@@ -171,8 +175,9 @@ class Walker:
 
     def _close_scope(self, scope: BundleScope) -> None:
         transactional = scope.btype in ("transaction", "batch")
-        for path, ref, f, full_url in scope.refs:
-            target = scope.find(ref, full_url)
+        for item in scope.refs:
+            path, ref, f, full_url = item[0], item[1], item[2], item[3]
+            target = scope.find(ref, full_url, item[4] if len(item) > 4 else False)
             if target is None:
                 if ref.startswith("urn:"):
                     if transactional:
@@ -681,7 +686,7 @@ class Walker:
             scope = self.scopes[-1]
             if scope.kind == "Parameters" and self.res is scope.owner:
                 return  # a parameter's own valueReference may point anywhere
-            scope.refs.append((path, r, f, self.entry_url))
+            scope.refs.append((path, r, f, self.entry_url, m))
 
     def resolve(self, item: Any, env: fhirpath.Env) -> Any:
         """FHIRPath resolve(): contained, then the enclosing Bundle/Parameters."""

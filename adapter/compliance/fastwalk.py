@@ -44,7 +44,7 @@ _G: dict[str, Any] = {
     "_UNSET": base._UNSET,
 }
 _NAMES: dict[str, str] = {}  # type key -> generated function name
-_ENV_NAMES = re.compile(r"\b(_CONTROL_SEARCH|_RX|_CODES|_SEEN|_MEMO|_REAL_DATE|_URN)\b")
+_ENV_NAMES = re.compile(r"\b(_CONTROL_SEARCH|_RX|_CODES|_SEEN|_MEMO|_REAL_DATE|_URN|_B64)\b")
 ELE_1 = "Constraint failed: ele-1: 'All FHIR elements must have a @value or children'"
 #: Types with at most this many keys dispatch by comparing the key in turn (else: index and tree).
 _CHAIN_MAX = 7
