@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from adapter import conversion
-from adapter.commands.demo import read_back
+from tests.readback import read_back_created as read_back
 from adapter.compliance import validate
 from adapter.compliance.outcome import rule_of
 from adapter.gateway import Gateway

@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from adapter import conversion
-from adapter.commands.demo import read_back
+from tests.readback import read_back_created as read_back
 from adapter.standin import count
 
 FIXTURES = sorted(Path(__file__).parents[2].joinpath("fixtures", "sip").glob("*.json"))
