@@ -158,7 +158,21 @@ class _Unusual(Exception):
     """A value the fast encoder leaves to `json.dumps` (non-text keys, NaN, subclasses, cycles)."""
 
 
-_KEYS: dict[str, str] = {}  # '"key": ' of every key met (a document's keys come from a small vocabulary)
+class _Keys(dict):
+    """'"key": ' of every key met (a document's keys come from a small vocabulary)."""
+
+    def __missing__(self, k: Any) -> str:
+        if type(k) is not str:
+            raise _Unusual
+        from json.encoder import encode_basestring
+
+        if len(self) > 10000:
+            self.clear()
+        s = self[k] = encode_basestring(k) + ": "
+        return s
+
+
+_KEYS = _Keys()
 
 
 def _indented(obj: Any) -> str:
@@ -172,23 +186,13 @@ def _indented(obj: Any) -> str:
 
     keys = _KEYS
 
-    def key(k: Any) -> str:
-        s = keys.get(k) if type(k) is str else None
-        if s is None:
-            if type(k) is not str:
-                raise _Unusual
-            if len(keys) > 10000:
-                keys.clear()
-            s = keys[k] = text(k) + ": "
-        return s
-
     def walk(o: Any, ind: str) -> str:
         t = type(o)
         if t is dict:
             if not o:
                 return "{}"
             inner = ind + "  "
-            return "{" + inner + ("," + inner).join([key(k) + (text(v) if type(v) is str else walk(v, inner)) for k, v in o.items()]) + ind + "}"
+            return "{" + inner + ("," + inner).join([keys[k] + (text(v) if type(v) is str else walk(v, inner)) for k, v in o.items()]) + ind + "}"
         if t is list:
             if not o:
                 return "[]"

@@ -18,7 +18,9 @@ Measured, per kind and for all documents together:
 - fhir.resources R4B: `Bundle.model_validate(bundle)` of every produced Bundle (the JSON already
   loaded, so only the model parse is timed).
 
-Both are CPU seconds of this process (best of `--rounds`); wall-clock figures are printed too.
+Both are CPU seconds of this process (best of `--rounds`, the rounds interleaving the two
+contenders); wall-clock figures are printed too. Files go to `--dir` (default
+`.cache/convert-bench/`, on the repository's disk; a temporary folder is made and removed).
 With `--jobs N` (N > 1) the batch is also run as `carebridge convert --jobs N` (N worker processes),
 timed by wall clock only, as that is what parallelism changes. `--cli` also times the real command
 in a fresh process (cold: interpreter start and imports included).
@@ -143,11 +145,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--jobs", type=int, default=0, help="also time `convert --jobs N` (wall clock)")
     ap.add_argument("--cli", action="store_true", help="also time the real command in a fresh process (cold)")
     ap.add_argument("--json", type=Path, help="also write the figures here")
+    ap.add_argument("--dir", type=Path, default=REPO / ".cache" / "convert-bench",
+                    help="where the inputs and outputs are written (default .cache/convert-bench)")
     args = ap.parse_args(argv)
 
     from fhir.resources.R4B.bundle import Bundle
 
-    tmp = Path(tempfile.mkdtemp(prefix="cb-convert-bench-"))
+    args.dir.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix="run-", dir=args.dir))
     try:
         paths = generate(args.documents, tmp / "in")
         everything = [p for kind in KINDS for p in paths[kind]]
@@ -158,10 +163,12 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         results: dict[str, Any] = {"python": sys.version.split()[0], "documents": {k: len(v) for k, v in paths.items()}, "rates": {}}
         sets = {**{k: paths[k] for k in KINDS}, "all": everything}
-        for name, files in sets.items():
-            out = tmp / "out" / name
-            best_cpu = best_wall = None
-            for _ in range(args.rounds):
+        rounds: dict[str, dict[str, list[tuple[float, float]]]] = {name: {"convert": [], "r4b": []} for name in sets}
+        bundles: dict[str, list[dict]] = {}
+        # rounds interleave the contenders, so that each sees the same machine load
+        for _ in range(args.rounds):
+            for name, files in sets.items():
+                out = tmp / "out" / name
                 shutil.rmtree(out, ignore_errors=True)
                 status = 0
 
@@ -169,25 +176,22 @@ def main(argv: list[str] | None = None) -> int:
                     nonlocal status
                     status = run_convert(files, out)
 
-                cpu, wall = timed(go)
+                rounds[name]["convert"].append(timed(go))
                 if status != 0 or len(list(out.iterdir())) != len(files):
                     print(f"convert failed for {name} (status {status})", file=sys.stderr)
                     return 1
-                best_cpu = cpu if best_cpu is None else min(best_cpu, cpu)
-                best_wall = wall if best_wall is None else min(best_wall, wall)
-            bundles = [json.loads(p.read_bytes()) for p in sorted(out.iterdir())]
-            r4b_cpu = r4b_wall = None
-            for _ in range(args.rounds):
-                cpu, wall = timed(lambda: [Bundle.model_validate(b) for b in bundles])
-                r4b_cpu = cpu if r4b_cpu is None else min(r4b_cpu, cpu)
-                r4b_wall = wall if r4b_wall is None else min(r4b_wall, wall)
+                if name not in bundles:
+                    bundles[name] = [json.loads(p.read_bytes()) for p in sorted(out.iterdir())]
+                todo = bundles[name]
+                rounds[name]["r4b"].append(timed(lambda: [Bundle.model_validate(b) for b in todo]))
+        for name, files in sets.items():
             n = len(files)
-            entries = sum(len(b.get("entry", ())) for b in bundles)
+            conv, r4b = rounds[name]["convert"], rounds[name]["r4b"]
             results["rates"][name] = {
                 "documents": n,
-                "entries_per_bundle": round(entries / n, 1),
-                "carebridge convert": {"cpu": n / best_cpu, "wall": n / best_wall},
-                "fhir.resources R4B parse": {"cpu": n / r4b_cpu, "wall": n / r4b_wall},
+                "entries_per_bundle": round(sum(len(b.get("entry", ())) for b in bundles[name]) / n, 1),
+                "carebridge convert": {"cpu": n / min(c for c, _ in conv), "wall": n / min(w for _, w in conv)},
+                "fhir.resources R4B parse": {"cpu": n / min(c for c, _ in r4b), "wall": n / min(w for _, w in r4b)},
             }
         if args.jobs and args.jobs > 1:
             out = tmp / "out" / "jobs"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import re
 import uuid
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator
@@ -17,7 +19,20 @@ _NS = uuid.UUID("6f1c2a53-5c3e-4a51-9a43-7b1d2f0c9e11")
 
 def full_url(*key: str) -> str:
     """A deterministic `urn:uuid:` for an entry, from its business key (same input, same uuid)."""
-    return f"urn:uuid:{uuid.uuid5(_NS, '|'.join(key))}"
+    return f"urn:uuid:{_uuid5('|'.join(key))}"
+
+
+_NS_BYTES = _NS.bytes
+
+
+def _uuid5(name: str) -> str:
+    """`str(uuid.uuid5(_NS, name))`, without building the UUID object: SHA-1 of namespace and
+    name, the version nibble set to 5 and the variant bits to RFC 4122."""
+    digest = bytearray(hashlib.sha1(_NS_BYTES + name.encode("utf-8")).digest()[:16])
+    digest[6] = (digest[6] & 0x0F) | 0x50
+    digest[8] = (digest[8] & 0x3F) | 0x80
+    h = digest.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def ref(url: str, display: str | None = None) -> dict[str, str]:
@@ -34,7 +49,14 @@ def identifier(system: str, value: str) -> dict[str, str]:
 
 def search_token(system: str, value: str) -> str:
     """`system|value` URL-encoded for a search or `ifNoneExist`."""
-    return quote(f"{system}|{value}", safe=":/|")
+    token = f"{system}|{value}"
+    if _TOKEN_SAFE(token) is not None:
+        return token  # nothing to escape: what quote() would return
+    return quote(token, safe=":/|")
+
+
+#: Text quote(..., safe=":/|") leaves as it is: ASCII letters, digits, "_.-~" and the safe ones.
+_TOKEN_SAFE = re.compile(r"[A-Za-z0-9_.\-~:/|]*").fullmatch
 
 
 def tag_key(key: str) -> dict[str, str]:
@@ -95,7 +117,7 @@ def transaction(entries: list[dict[str, Any]], bundle_key: str) -> Resource:
     """A transaction Bundle with a deterministic id derived from `bundle_key`."""
     return {
         "resourceType": "Bundle",
-        "id": str(uuid.uuid5(_NS, "bundle|" + bundle_key)),
+        "id": _uuid5("bundle|" + bundle_key),
         "type": "transaction",
         "entry": entries,
     }

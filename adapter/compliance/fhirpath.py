@@ -672,6 +672,32 @@ class _Criterion:
                 items = base(item)
                 return items if items is _NOT_PLAIN else _navigate(items, name)
             return member
+        if kind == "call" and node[2] == "ofType" and len(node[3]) == 1 and node[3][0][0] == "member" and node[3][0][1] is None \
+                and node[1] is not None and node[1][0] == "member" and node[1][2][:1].islower():
+            # `name.ofType(T)`: Compiler._choice / _typed_member (the choice key first, else a type test)
+            operand, type_name = node[1], node[3][0][2]
+            name = operand[2]
+            base = None if operand[1] is None else _Criterion._path(operand[1])
+            if operand[1] is not None and base is None:
+                return None
+            key = name + _cap(type_name)
+
+            def typed(item: dict) -> Any:
+                items = [item] if base is None else base(item)
+                if items is _NOT_PLAIN:
+                    return items
+                out: Coll = []
+                for it in items:
+                    if not isinstance(it, dict):
+                        continue
+                    if key in it:
+                        v = it[key]
+                        out.extend(v if isinstance(v, list) else [v])
+                    elif name in it:
+                        v = it[name]
+                        out.extend(x for x in (v if isinstance(v, list) else [v]) if type_matches(x, type_name))
+                return out
+            return typed
         if kind == "call" and node[2] == "where" and len(node[3]) == 1 and node[1] is not None:
             base = _Criterion._path(node[1])
             judge = _Criterion.of(node[3][0])

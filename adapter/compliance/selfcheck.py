@@ -11,8 +11,8 @@ This compares the two on:
   `_element` companions,
 
 and reports every payload whose OperationOutcome differs in any way (issues, order, text,
-paths). It also checks every acceptor (native.py) that answered yes against the FHIRPath it
-stands for. Exit status 1 on any difference.
+paths). It also checks every acceptor (native.py) that answered yes, in the walker and in the
+compiled profile tests, against the FHIRPath it stands for. Exit status 1 on any difference.
 """
 
 from __future__ import annotations
@@ -147,6 +147,46 @@ class _AcceptorCheck(ReferenceWalker):
         self.fhirpath_invariant(inv, node, path)
 
 
+class _ProfileAcceptorCheck:
+    """Makes the compiled profile tests also evaluate every invariant an acceptor said yes to."""
+
+    wrong: list[tuple[str, str]] = []
+    said_yes = 0
+
+    def __enter__(self) -> "_ProfileAcceptorCheck":
+        from adapter.compliance import profile_fast
+        from adapter.compliance.registry import registry
+
+        self.module, self.original = profile_fast, profile_fast._invariant
+
+        def checked(inv: Any) -> Any:
+            fn, accept = inv.fn, inv.accept
+
+            def holds(v: Any, cx: Any) -> bool:
+                env = fhirpath.Env(cx.resource, cx.resource, v, v, 0, cx.resolver, narrative.html_ok)
+                try:
+                    verdict = fhirpath.truth(fn([v], env)) is True
+                except fhirpath.EvalError:
+                    verdict = False
+                if accept is not None and type(v) is dict and accept(v):
+                    _ProfileAcceptorCheck.said_yes += 1
+                    if not verdict:
+                        _ProfileAcceptorCheck.wrong.append((inv.key, json.dumps(v, ensure_ascii=False)[:200]))
+                return verdict
+            return holds
+
+        profile_fast._invariant = checked
+        self.profiles = list(registry().profiles.values())
+        for p in self.profiles:
+            p.conforms = None  # recompiled with the checking invariants
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.module._invariant = self.original
+        for p in self.profiles:
+            p.conforms = None
+
+
 def _outcome(payload: Any, profile: str | None, ctx: ValidationContext | None, reference: bool) -> Any:
     """The OperationOutcome, or the exception a (malformed) payload raised: both must agree."""
     try:
@@ -176,13 +216,17 @@ def main(argv: list[str] | None = None) -> int:
             _outcome(payload, profile, ctx, True)
         finally:
             engine.ReferenceWalker = walker  # type: ignore[misc]
-    print(f"compared {compared} payloads: {len(differ)} differ; acceptors said yes {_AcceptorCheck.said_yes} times, "
-          f"{len(_AcceptorCheck.wrong)} wrongly")
+    with _ProfileAcceptorCheck():
+        for name, payload, profile, ctx in payloads(args.mutants, args.seed):
+            _outcome(payload, profile, ctx, False)
+    print(f"compared {compared} payloads: {len(differ)} differ; acceptors said yes {_AcceptorCheck.said_yes} times "
+          f"({len(_AcceptorCheck.wrong)} wrongly), profile acceptors {_ProfileAcceptorCheck.said_yes} times "
+          f"({len(_ProfileAcceptorCheck.wrong)} wrongly)")
     for name, fast, slow in differ[: args.show]:
         print(f"== {name}\n   fast: {json.dumps(fast, ensure_ascii=False)[:600]}\n   reference: {json.dumps(slow, ensure_ascii=False)[:600]}")
-    for key, where in _AcceptorCheck.wrong[: args.show]:
+    for key, where in [*_AcceptorCheck.wrong, *_ProfileAcceptorCheck.wrong][: args.show]:
         print(f"== acceptor {key} at {where}")
-    return 1 if differ or _AcceptorCheck.wrong else 0
+    return 1 if differ or _AcceptorCheck.wrong or _ProfileAcceptorCheck.wrong else 0
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -226,7 +226,16 @@ def document_identifier(source_hsa_id: str, document_id: str) -> dict:
 
 
 def document_system(source_hsa_id: str) -> str:
-    return f"{systems.SID_RIV_DOCUMENT}/{quote(source_hsa_id, safe='')}"
+    return f"{systems.SID_RIV_DOCUMENT}/{_quoted(source_hsa_id)}"
+
+
+#: Text quote(..., safe="") leaves as it is: ASCII letters, digits and "_.-~".
+_UNRESERVED = re.compile(r"[A-Za-z0-9_.\-~]*").fullmatch
+
+
+def _quoted(text: str) -> str:
+    """`quote(text, safe="")`, without the call when there is nothing to escape."""
+    return text if _UNRESERVED(text) is not None else quote(text, safe="")
 
 
 def riv_document(resource: Resource) -> tuple[str, str] | None:
@@ -266,7 +275,7 @@ def ii_to_identifier(ii: II, where: str) -> dict:
         return f.identifier(systems.HSA_ID, root)
     if _OID.match(root):
         return f.identifier(f"urn:oid:{root}", ii.extension)
-    return f.identifier(f"{systems.SID_RIV_II_ROOT}/{quote(root, safe='')}", ii.extension)
+    return f.identifier(f"{systems.SID_RIV_II_ROOT}/{_quoted(root)}", ii.extension)
 
 
 def identifier_to_ii(ident: dict, reference: dict | None = None) -> II | None:

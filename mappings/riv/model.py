@@ -52,10 +52,11 @@ class Child:
     kind: Any
     required: bool
     many: bool
+    #: The child is a RivType (not a leaf kind); worked out once.
+    complex: bool = field(init=False, compare=False)
 
-    @property
-    def complex(self) -> bool:
-        return isinstance(self.kind, type)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "complex", isinstance(self.kind, type))
 
 
 class RivType:
