@@ -163,25 +163,52 @@ def from_element(root) -> BaseModel:
 
 
 def _read_fields(el, model: type[BaseModel]) -> dict[str, Any]:
-    children = {c.tag.split("}", 1)[1]: c for c in el if isinstance(c.tag, str)}
+    children = {}
+    for c in el:
+        tag = c.tag  # (lxml makes a new string on every access: read it once)
+        if isinstance(tag, str):
+            children[tag.split("}", 1)[1]] = c
     out: dict[str, Any] = {}
-    for name, _info, tp, _item in _fields(model):
-        if name in children:
-            out[name] = _read_value(children[name], tp)
+    for name, read in _plan(model):
+        c = children.get(name)
+        if c is not None:
+            out[name] = read(c)
     return out
 
 
 def _read_value(el, tp: Any) -> Any:
+    return _reader(tp)(el)
+
+
+_PLANS: dict[type, tuple[tuple[str, Any], ...]] = {}
+
+
+def _plan(model: type[BaseModel]) -> tuple[tuple[str, Any], ...]:
+    """(field name, reader of its element) for the fields of a model, worked out once."""
+    found = _PLANS.get(model)
+    if found is None:
+        found = _PLANS[model] = tuple((name, _reader(tp)) for name, _info, tp, _item in _fields(model))
+    return found
+
+
+def _reader(tp: Any):
+    """How an element holding a value of type `tp` is read (decided once per field, not per element)."""
     if typing.get_origin(tp) is list:
-        item_tp = _item_type(tp)
-        return [_read_value(c, item_tp) for c in el if isinstance(c.tag, str)]
+        item = _reader(_item_type(tp))
+        return lambda el: [item(c) for c in el if isinstance(c.tag, str)]
     if isinstance(tp, tuple):
-        chosen = next(c for c in el if isinstance(c.tag, str))
-        variant = chosen.tag.split("}", 1)[1]
-        model = next(m for m in tp if _variant_name(m) == variant)
-        return {"kind": variant, **_read_fields(chosen, model)}
+        def choice(el) -> dict[str, Any]:
+            chosen = next(c for c in el if isinstance(c.tag, str))
+            variant = chosen.tag.split("}", 1)[1]
+            model = next(m for m in tp if _variant_name(m) == variant)
+            return {"kind": variant, **_read_fields(chosen, model)}
+        return choice
     if _is_model(tp):
-        return _read_fields(el, tp)
+        return lambda el: _read_fields(el, tp)
+    return _text
+
+
+def _text(el) -> str:
     return el.text or ""
 
 
