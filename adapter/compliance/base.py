@@ -79,13 +79,17 @@ _UNSET = object()
 _KNOWN_CS: dict[Any, dict[str, Any]] = {}
 
 
-def _known_codesystems(extra: Callable[[str], Any]) -> dict[str, Any]:
+_KNOWN_EXT: dict[Any, dict[str, Any]] = {}
+
+
+def _known_codesystems(extra: Callable[[str], Any], tables: dict[Any, dict[str, Any]] = _KNOWN_CS) -> dict[str, Any]:
+    """The table of lookups remembered for this extra lookup (code systems, or extensions)."""
     key = (getattr(extra, "__self__", None), getattr(extra, "__func__", extra))
     if key[0] is None:
         return {}  # a one-off lookup function: remember for this walker only
-    table = _KNOWN_CS.get(key)
+    table = tables.get(key)
     if table is None:
-        table = _KNOWN_CS[key] = {}
+        table = tables[key] = {}
     return table
 
 
@@ -112,6 +116,7 @@ class Walker:
         self.watched_systems: frozenset[str] = watch_identifier_systems
         self.watched_identifiers: list[tuple[str, dict]] = []  # Identifiers with a watched system
         self.known_cs = _known_codesystems(self.extra_codesystems)  # system -> (case sensitive, codes) | None
+        self.known_ext = _known_codesystems(self.extra_extensions, _KNOWN_EXT)  # url -> definition | None
 
     # --- reporting ---------------------------------------------------------------
     def add(self, severity: str, code: str, path: str, text: str, rule: str | None = None) -> None:
@@ -559,7 +564,12 @@ class Walker:
             if nested and ":" not in url:
                 definition = ((parent or {}).get("children") or {}).get(url)
             else:
-                definition = self.R.extension(url) or self.extra_extensions(url)
+                definition = self.known_ext.get(url, _UNSET)
+                if definition is _UNSET:
+                    definition = self.R.extension(url) or self.extra_extensions(url)
+                    if len(self.known_ext) > 10000:
+                        self.known_ext.clear()
+                    self.known_ext[url] = definition
                 if definition is None and not nested and not url.startswith(self.ctx.extension_domains):
                     if modifier:
                         self.error(path, f"The modifier extension {url} is not known, so the resource cannot be safely processed", "structure", "extension-unknown")

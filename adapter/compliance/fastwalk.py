@@ -26,7 +26,8 @@ from typing import Any, Callable
 
 from adapter.compliance import base, narrative
 from adapter.compliance.model import (
-    COMPLEX, LIST_COMPLEX, LIST_FAST, POST_CODING, POST_CONCEPT, POST_REFERENCE, RESOURCE, SINGLE_COMPLEX, SINGLE_FAST,
+    COMPLEX, EXTENSION, LIST_COMPLEX, LIST_FAST, POST_CODING, POST_CONCEPT, POST_REFERENCE, RESOURCE, SINGLE_COMPLEX,
+    SINGLE_FAST,
     Field, TypeRule, rules,
 )
 
@@ -209,6 +210,19 @@ def _handler(t: TypeRule, key: str, mode: int, f: Field, T: str, consts: _Consts
         ]
     if f.choice and f.max != 0:
         return _choice(f, F, T, consts, ind, generic)
+    if f.kind == EXTENSION and f.is_list and not f.choice and f.max != 0:
+        # `_generic` -> `value` -> `extension` for each item of a (modifier)extension array
+        return [
+            f"{ind}if type(val) is list and val:",
+            *too_many,
+            f"{ind}    stem = path + {'.' + f.name + '['!r}",
+            f"{ind}    for _i, _it in enumerate(val):",
+            f"{ind}        p = f'{{stem}}{{_i}}]'",
+            f"{ind}        w.extension(_it, p, modifier={f.name == 'modifierExtension'})",
+            *_invariants(f.invariants, "_it", "p", consts, ind + "        "),
+            f"{ind}else:",
+            *["    " + line for line in generic],
+        ]
     if f.kind == RESOURCE and not f.is_list and f.max != 0 and not f.invariants:
         # `_generic` -> `value` -> `resource` for a resource in a Bundle entry or a parameter
         return [f"{ind}if type(val) is dict:",
