@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from functools import cache
+from importlib import import_module
 from typing import Any, Literal
 
 from pydantic import BaseModel, ValidationError
@@ -43,11 +45,18 @@ class Document:
     validated: bool = False  # the Bundle passed the compliance engine
 
 
-def read(data: bytes) -> Document:
-    """Detect and read an input document into its hub."""
+@cache
+def _readers() -> tuple[Any, Any, Any, Any]:
+    """The modules `read` needs, imported on first use (once: not an import statement per document)."""
     from mappings import formats, municipal_xml, safexml
     from mappings.models import model_for
 
+    return formats, municipal_xml, safexml, model_for
+
+
+def read(data: bytes) -> Document:
+    """Detect and read an input document into its hub."""
+    formats, municipal_xml, safexml, model_for = _readers()
     try:
         detected = formats.detect(data)
         if detected.format == "json":
@@ -129,13 +138,19 @@ def write(doc: Document, to: Target) -> bytes:
 
 def checked(bundle: dict[str, Any]) -> dict[str, Any]:
     """Fail closed: the Bundle if the compliance engine finds no error, else ConversionError with the outcome."""
-    from adapter.compliance import ComplianceError, require_valid
-
+    ComplianceError, require_valid = _compliance()
     try:
         require_valid(bundle)
     except ComplianceError as exc:
         raise ConversionError(one_line(str(exc)), outcome=exc.outcome) from None
     return bundle
+
+
+@cache
+def _compliance() -> tuple[Any, Any]:
+    from adapter.compliance import ComplianceError, require_valid
+
+    return ComplianceError, require_valid
 
 
 def convert(data: bytes, to: Target) -> bytes:
@@ -144,8 +159,6 @@ def convert(data: bytes, to: Target) -> bytes:
 
 
 def _riv(contract: str):
-    from importlib import import_module
-
     return import_module({"care-services": "mappings.riv.care_services", "care-plans": "mappings.riv.care_plans"}[contract])
 
 

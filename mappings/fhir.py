@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator
 from urllib.parse import quote
 
-from mappings import identifiers, systems
+from mappings import identifiers, systems, terminology
 from mappings.models.common import Address, Organisation, Person, SharingConsent, Staff
 
 Resource = dict[str, Any]
@@ -234,8 +234,6 @@ def organization(org: Organisation) -> tuple[Resource, str]:
         ids.append(identifier(systems.ORGANISATIONSNUMMER, org.organisationsnummer))
     res: Resource = {"resourceType": "Organization", "identifier": ids, "name": org.name}
     if org.kind:
-        from mappings import terminology
-
         res["type"] = [{"coding": [terminology.coding("organisation-kind", org.kind)]}]
     return res, "identifier=" + search_token(ids[0]["system"], ids[0]["value"])
 
@@ -285,8 +283,6 @@ def staff_from(resource: Resource) -> Staff:
 
 def consent(c: SharingConsent, patient_url: str, custodian: dict, recipients: list[dict], information: str, policy: str = "osl-12-2") -> tuple[Resource, str]:
     """A Consent (profile cb-consent) letting `recipients` receive `information`, and its ifNoneExist."""
-    from mappings import terminology
-
     ircp = {"coding": [{"system": systems.CS_V3_PARTICIPATION_TYPE, "code": "IRCP", "display": "information recipient"}]}
     period = {"start": c.given_at.isoformat()}
     if c.valid_to:
@@ -318,8 +314,6 @@ def consent(c: SharingConsent, patient_url: str, custodian: dict, recipients: li
 
 def consent_from(res: Resource, organisation_of) -> SharingConsent:
     """The SharingConsent a Consent carries; `organisation_of(reference)` resolves each recipient."""
-    from mappings import terminology
-
     provision = res.get("provision") or {}
     by_v3 = {row["v3"]: code for code, row in terminology.table("consent-purpose").items()}
     period = provision.get("period") or {}

@@ -85,11 +85,15 @@ def _run_parallel(inputs: list[str], to: str, out: Path, names: dict[str, str], 
     import multiprocessing
 
     pairs = [(source, str(out / names[source])) for source in inputs]
-    size = max(1, -(-len(pairs) // (jobs * 4)))  # a few chunks per worker, for balance
-    chunks = [pairs[i : i + size] for i in range(0, len(pairs), size)]
+    # the first input here: the rules, schemas and generated checkers it needs are then built
+    # once, before the workers are forked (they inherit them)
+    results = [_convert_chunk(pairs[:1], to)]
+    rest = pairs[1:]
+    size = max(1, -(-len(rest) // (jobs * 4)))  # a few chunks per worker, for balance
+    chunks = [rest[i : i + size] for i in range(0, len(rest), size)]
     method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
     with multiprocessing.get_context(method).Pool(min(jobs, len(chunks))) as pool:
-        results = pool.starmap(_convert_chunk, [(chunk, to) for chunk in chunks])
+        results += pool.starmap(_convert_chunk, [(chunk, to) for chunk in chunks])
     failures = 0
     for failed in results:
         for source, problem, outcome in failed:

@@ -81,8 +81,12 @@ def _parallel(names: list[str], profile: str | None, jobs: int) -> list[list[tup
     """`_check` over contiguous chunks of the files in `jobs` processes, results in file order."""
     import multiprocessing
 
-    size = max(1, -(-len(names) // (jobs * 4)))
-    chunks = [names[i : i + size] for i in range(0, len(names), size)]
+    # the first file here: what it needs (rules, generated checkers) is built once, before the
+    # workers are forked (they inherit it)
+    results = [_check(names[:1], profile)]
+    rest = names[1:]
+    size = max(1, -(-len(rest) // (jobs * 4)))
+    chunks = [rest[i : i + size] for i in range(0, len(rest), size)]
     method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
     with multiprocessing.get_context(method).Pool(min(jobs, len(chunks))) as pool:
-        return pool.starmap(_check, [(chunk, profile) for chunk in chunks])
+        return results + pool.starmap(_check, [(chunk, profile) for chunk in chunks])

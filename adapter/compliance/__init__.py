@@ -29,9 +29,15 @@ class ComplianceError(ValueError):
 
 def validate(resource: Any, profile: str | None = None, *, context: Any = None) -> dict[str, Any]:
     """Validate a FHIR R4 resource (any type, Bundles included); returns an OperationOutcome dict."""
-    from adapter.compliance.engine import validate as _validate
+    global _engine_validate
+    if _engine_validate is None:  # the engine is imported on first use
+        from adapter.compliance.engine import validate as engine_validate
 
-    return _validate(resource, profile, context=context)
+        _engine_validate = engine_validate
+    return _engine_validate(resource, profile, context=context)
+
+
+_engine_validate: Any = None
 
 
 def require_valid(resource: Any, profile: str | None = None, *, context: Any = None) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from adapter.compliance.profile_check import _navigate
 from adapter.compliance.registry import PNode, Profile, Registry
 
 Check = Callable[[Any, "Cx"], bool]
+_MISSING = object()
 
 
 class Cx:
@@ -48,7 +49,7 @@ def predicate(profile: Profile, reg: Registry) -> Callable[[dict, Callable], boo
         "  return conforms",
     ]
     source = "\n".join(lines) + "\n"
-    ns: dict[str, Any] = {"_Cx": Cx}
+    ns: dict[str, Any] = {"_Cx": Cx, "_MISSING": _MISSING}
     exec(compile(source, f"<carebridge profile {profile.url}>", "exec"), ns)  # noqa: S102 - generated here
     fn = ns["make"](*gen.values)
     fn.source = source
@@ -80,7 +81,7 @@ class _Gen:
         if node.fixed is not None:
             out.append(f"{ind}if {v} != {self.const(node.fixed, 'fixed')}: return False")
         if node.pattern is not None:
-            out.append(f"{ind}if not {self.const(_pattern(node.pattern), 'pattern')}({v}): return False")
+            out.append(f"{ind}if not {self.pattern(node.pattern, v)}: return False")
         if node.binding is not None:
             bound = _binding(node.binding, self.reg)
             if bound is not None:
@@ -130,18 +131,56 @@ class _Gen:
         if node.slices:
             matchers = []
             for snode in node.slices.values():
-                match = self.const(_matcher(snode, node), "match")
-                matchers.append(match)
+                matchers.append(snode)
                 hits, y = self.var("h"), self.var("y")
                 checks = self.apply(snode, hits, ind)
                 if checks:
-                    out.append(f"{ind}{hits} = [{y} for {y} in {values} if {match}({y})]")
+                    out.append(f"{ind}{hits} = [{y} for {y} in {values} if {self.match(snode, node, y)}]")
                     out += checks
             if node.slicing and node.slicing.get("rules") == "closed":
                 y = self.var("y")
                 out.append(f"{ind}for {y} in {values}:")
-                out.append(f"{ind}    if not ({' or '.join(f'{m}({y})' for m in matchers)}): return False")
+                out.append(f"{ind}    if not ({' or '.join(self.match(m, node, y) for m in matchers)}): return False")
         return out
+
+    def match(self, snode: PNode, parent: PNode, y: str) -> str:
+        """`ProfileChecker._matches(y, snode, parent)` as an expression (see `_matcher`)."""
+        from adapter.compliance.profile_check import ProfileChecker
+
+        slicing = parent.slicing or {}
+        discriminators = slicing.get("discriminator") or [{"type": "value", "path": "url"}]
+        tests = []
+        for d in discriminators:
+            dpath = d.get("path", "$this")
+            expected, kind = ProfileChecker._expected(snode, dpath)
+            if expected is None:
+                return "False"
+            by_value = kind == "fixed" or d.get("type") == "value"
+            if dpath in ("$this", ""):
+                tests.append(f"{y} == {self.const(expected, 'exp')}" if by_value else self.pattern(expected, y))
+            elif "." not in dpath and by_value:
+                # `_at`: the value at the key (or any item of it, when it is an array) equals the expected one
+                e, t = self.const(expected, "exp"), self.var("_d")
+                tests.append(f"(isinstance({y}, dict) and ({t} := {y}.get({dpath!r}, _MISSING)) is not _MISSING "
+                             f"and ({e} in {t} if isinstance({t}, list) else {t} == {e}))")
+            else:
+                tests.append(f"{self.const(_matcher(snode, parent), 'match')}({y})")
+                break  # (the compiled matcher tests every discriminator)
+        return "(" + " and ".join(tests) + ")"
+
+    def pattern(self, pattern: Any, v: str) -> str:
+        """`pattern_match(v, pattern)` as an expression."""
+        if isinstance(pattern, dict):
+            parts = [f"isinstance({v}, dict)"]
+            for k, sub in pattern.items():
+                parts.append(f"{k!r} in {v}")
+                parts.append(self.pattern(sub, f"{v}[{k!r}]"))
+            return "(" + " and ".join(parts) + ")"
+        if isinstance(pattern, list):
+            x = self.var("_p")
+            parts = [f"isinstance({v}, list)"] + [f"any({self.pattern(sub, x)} for {x} in {v})" for sub in pattern]
+            return "(" + " and ".join(parts) + ")"
+        return f"{v} == {self.const(pattern, 'pat')}"
 
 
 def _values(node: PNode) -> Callable[[dict], list | None]:

@@ -285,9 +285,15 @@ def _plans(p: Payload, kinds: set[str]) -> Iterator[tuple[dict, str, str]]:
 
 def _is_riv_document(plan: dict) -> bool:
     """True for a CarePlan read from a RIV-TA GetCarePlans document (the plan is its attached document)."""
-    from mappings.riv.common import riv_document
+    global _riv_document
+    if _riv_document is None:  # imported on first use (an import statement here would run on every call)
+        from mappings.riv.common import riv_document
 
-    return riv_document(plan) is not None
+        _riv_document = riv_document
+    return _riv_document(plan) is not None
+
+
+_riv_document: Callable[[dict], Any] | None = None
 
 
 def _is_activity(res: dict, p: Payload) -> bool:
