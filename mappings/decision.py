@@ -152,7 +152,7 @@ def _service_request(d: CareDecision, insats: Insats, kind: dict, patient_url: s
         code["text"] = insats.description
     sr["code"] = code
     sr["subject"] = f.ref(patient_url)
-    timing: dict[str, Any] = {"repeat": {"boundsPeriod": _period(insats.valid_from, insats.valid_to)}}
+    timing: dict[str, Any] = {"repeat": {"boundsPeriod": f.period(insats.valid_from, insats.valid_to)}}
     volume = insats.granted_volume
     if isinstance(volume, VisitsVolume):
         repeat = timing["repeat"]
@@ -208,7 +208,7 @@ def _task(d: CareDecision, insats: Insats, status: str, sr_url: str, patient_url
         "authoredOn": d.decision_date.isoformat(),
         "requester": requester,
         "owner": owner,
-        "restriction": {"period": _period(insats.valid_from, insats.valid_to)},
+        "restriction": {"period": f.period(insats.valid_from, insats.valid_to)},
     }
 
 
@@ -225,7 +225,7 @@ def _care_plan(d: CareDecision, kind: dict, patient_url: str, author, request_ur
     }
     starts = [i.valid_from for i in d.insatser]
     ends = [i.valid_to for i in d.insatser]
-    plan["period"] = _period(min(starts), None if None in ends else max(ends))  # type: ignore[type-var]
+    plan["period"] = f.period(min(starts), None if None in ends else max(ends))  # type: ignore[type-var]
     plan["created"] = d.decision_date.isoformat()
     plan["author"] = author
     if consent_url:
@@ -234,13 +234,6 @@ def _care_plan(d: CareDecision, kind: dict, patient_url: str, author, request_ur
         plan["goal"] = [f.ref(u) for u in goal_urls]
     plan["activity"] = [{"reference": f.ref(u)} for u in request_urls]
     return plan
-
-
-def _period(start, end) -> dict[str, str]:
-    out = {"start": start.isoformat()}
-    if end is not None:
-        out["end"] = end.isoformat()
-    return out
 
 
 def _ucum(per: str) -> str:
@@ -258,10 +251,7 @@ class NotADecisionError(ValueError):
 
 def from_fhir(bundle: Bundle) -> CareDecision:
     """Decode the one decision a Bundle carries (transaction, batch, collection or searchset)."""
-    decisions = from_fhir_all(bundle)
-    if len(decisions) != 1:
-        raise NotADecisionError(f"expected one decision in the Bundle, found {len(decisions)}")
-    return decisions[0]
+    return f.only(from_fhir_all(bundle), "decision", NotADecisionError)
 
 
 def from_fhir_all(bundle: Bundle) -> list[CareDecision]:

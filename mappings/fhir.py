@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import re
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator, TypeVar
 from urllib.parse import quote
 
 from mappings import identifiers, systems, terminology
 from mappings.models.common import Address, Organisation, Person, SharingConsent, Staff
 
 Resource = dict[str, Any]
+T = TypeVar("T")
 
 _NS = uuid.UUID("6f1c2a53-5c3e-4a51-9a43-7b1d2f0c9e11")
 
@@ -45,6 +47,14 @@ def ref(url: str, display: str | None = None) -> dict[str, str]:
 
 def identifier(system: str, value: str) -> dict[str, str]:
     return {"system": system, "value": value}
+
+
+def period(start: dt.date, end: dt.date | None = None) -> dict[str, str]:
+    """A Period from a date (or date-time) and an optional end."""
+    out = {"start": start.isoformat()}
+    if end is not None:
+        out["end"] = end.isoformat()
+    return out
 
 
 def search_token(system: str, value: str) -> str:
@@ -103,6 +113,13 @@ def code_in(concepts: Iterable[dict] | dict | None, system: str) -> str | None:
         if c.get("system") == system:
             return c.get("code")
     return None
+
+
+def only(found: list[T], what: str, error: type[ValueError]) -> T:
+    """The one document a decoder found in a Bundle, or `error` saying how many there were."""
+    if len(found) != 1:
+        raise error(f"expected one {what} in the Bundle, found {len(found)}")
+    return found[0]
 
 
 def post_entry(url: str, resource: Resource, if_none_exist: str | None) -> dict[str, Any]:
@@ -284,9 +301,6 @@ def staff_from(resource: Resource) -> Staff:
 def consent(c: SharingConsent, patient_url: str, custodian: dict, recipients: list[dict], information: str, policy: str = "osl-12-2") -> tuple[Resource, str]:
     """A Consent (profile cb-consent) letting `recipients` receive `information`, and its ifNoneExist."""
     ircp = {"coding": [{"system": systems.CS_V3_PARTICIPATION_TYPE, "code": "IRCP", "display": "information recipient"}]}
-    period = {"start": c.given_at.isoformat()}
-    if c.valid_to:
-        period["end"] = c.valid_to.isoformat()
     purposes = [terminology.row("consent-purpose", p) for p in c.purposes]
     res: Resource = {
         "resourceType": "Consent",
@@ -302,7 +316,7 @@ def consent(c: SharingConsent, patient_url: str, custodian: dict, recipients: li
         "policyRule": {"coding": [terminology.coding("consent-policy", policy)]},
         "provision": {
             "type": "permit",
-            "period": period,
+            "period": period(c.given_at, c.valid_to),
             "actor": [{"role": ircp, "reference": r} for r in recipients],
             "action": [{"coding": [{"system": systems.CS_CONSENT_ACTION, "code": "disclose", "display": "Disclose"}]}],
             "purpose": [{"system": systems.CS_V3_ACT_REASON, "code": p["v3"], "display": p["display"]} for p in purposes],

@@ -23,7 +23,7 @@ records from every contact Task of the plan in the Bundle, so a Bundle read back
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from mappings import fhir as f
 from mappings import systems, terminology
@@ -113,13 +113,6 @@ def logical(resource_type: str, system: str, value: str) -> dict[str, Any]:
     return {"type": resource_type, "identifier": f.identifier(system, value)}
 
 
-def period(start, end) -> dict[str, str]:
-    out = {"start": start.isoformat()}
-    if end is not None:
-        out["end"] = end.isoformat()
-    return out
-
-
 def insats_key(basis: InsatsRef) -> str:
     return f"{basis.decision_id}/{basis.insats_id}"
 
@@ -134,7 +127,7 @@ def basis_from(value: str | None) -> InsatsRef | None:
 
 def timing(start, end, frequency: Frequency | None, minutes: int | None) -> dict[str, Any]:
     """`Timing` for an activity: bounds, how often, on which weekdays, minutes per occasion."""
-    repeat: dict[str, Any] = {"boundsPeriod": period(start, end)}
+    repeat: dict[str, Any] = {"boundsPeriod": f.period(start, end)}
     if frequency is not None:
         repeat.update(frequency=frequency.times, period=1, periodUnit=terminology.row("period-unit", frequency.per)["ucum"])
         if frequency.weekdays:
@@ -164,6 +157,17 @@ def strip_prefix(value: str | None, prefix: str, what: str) -> str:
     if value is None or not value.startswith(prefix):
         raise ValueError(f"{what}: identifier {value!r} does not start with {prefix!r}")
     return value[len(prefix):]
+
+
+def the_plan(index: f.BundleIndex, system: str, what: str, error: type[ValueError]) -> tuple[dict, str]:
+    """The one CarePlan of the Bundle with an identifier of `system` (a `what`), and that identifier."""
+    cp = f.only([cp for cp in index.resources("CarePlan") if f.first_identifier(cp, system)], f"{what} CarePlan", error)
+    return cp, f.first_identifier(cp, system)  # type: ignore[return-value]
+
+
+def goal_ids(prefix: str) -> Callable[[dict], str]:
+    """Reads the plan-local id of a Goal: its business identifier without `prefix` (flow and plan id)."""
+    return lambda goal: strip_prefix(f.first_identifier(goal, systems.SID_GOAL), prefix, "Goal")
 
 
 def output_of(task: dict, code: str) -> list[dict]:
@@ -217,7 +221,7 @@ def to_fhir(plan: ImplementationPlan) -> Bundle:
     )
     if p.narrative:
         care_plan["description"] = p.narrative
-    care_plan.update(subject=patient, period=period(p.valid_from, p.valid_to), created=p.established.isoformat(), author=utforare)
+    care_plan.update(subject=patient, period=f.period(p.valid_from, p.valid_to), created=p.established.isoformat(), author=utforare)
     if p.author:
         care_plan["contributor"] = [e.practitioner(p.author)]
     care_plan["careTeam"] = [careteam]
@@ -341,7 +345,7 @@ def _contact(e: Entries, p: ImplementationPlan, r: DeliveryRecord, patient: dict
         }
         if performer:
             enc["participant"] = [{"individual": performer}]
-        enc.update(period=period(r.actual_start, r.actual_end), serviceProvider=utforare)
+        enc.update(period=f.period(r.actual_start, r.actual_end), serviceProvider=utforare)
         encounter = f.ref(e.add(f.full_url("Encounter", key), enc, by_identifier(systems.SID_CONTACT, key)))
         outputs.append({"type": detail("besok"), "valueReference": encounter})
         for ack in r.acknowledgements:
@@ -378,7 +382,7 @@ def _contact(e: Entries, p: ImplementationPlan, r: DeliveryRecord, patient: dict
         **{"for": patient},
     )
     if r.actual_start:
-        task["executionPeriod"] = period(r.actual_start, r.actual_end)
+        task["executionPeriod"] = f.period(r.actual_start, r.actual_end)
     task["owner"] = performer or utforare
     task["restriction"] = {"period": {"start": r.planned_start.isoformat()}}
     if r.narrative:
@@ -419,11 +423,7 @@ def _acknowledgement(e: Entries, p: ImplementationPlan, r: DeliveryRecord, ack: 
 def from_fhir(bundle: Bundle) -> ImplementationPlan:
     """Decode the one genomförandeplan a Bundle carries (transaction, collection, searchset, ...)."""
     index = f.BundleIndex(bundle)
-    plans = [cp for cp in index.resources("CarePlan") if f.first_identifier(cp, systems.SID_IMPLEMENTATION_PLAN)]
-    if len(plans) != 1:
-        raise NotAnImplementationPlanError(f"expected one genomförandeplan CarePlan in the Bundle, found {len(plans)}")
-    cp = plans[0]
-    plan_id = f.first_identifier(cp, systems.SID_IMPLEMENTATION_PLAN)
+    cp, plan_id = the_plan(index, systems.SID_IMPLEMENTATION_PLAN, "genomförandeplan", NotAnImplementationPlanError)
     where = f"CarePlan {plan_id}"
 
     def resolve(reference: dict | None, what: str) -> dict:
@@ -437,11 +437,7 @@ def from_fhir(bundle: Bundle) -> ImplementationPlan:
         for part in resolve(team_ref, "careTeam").get("participant", ()):
             if f.code_in(part.get("role"), systems.CS_PLAN_CARETEAM_ROLE) == "fast-omsorgskontakt":
                 fast = f.staff_from(resolve(part.get("member"), "fast omsorgskontakt"))
-    goal_prefix = f"{_GOAL_PREFIX}{plan_id}/"
-
-    def goal_id(goal: dict) -> str:
-        return strip_prefix(f.first_identifier(goal, systems.SID_GOAL), goal_prefix, "Goal")
-
+    goal_id = goal_ids(f"{_GOAL_PREFIX}{plan_id}/")
     goals = []
     for ref in cp.get("goal", ()):
         goal = resolve(ref, "goal")

@@ -36,11 +36,12 @@ from mappings.implementation_plan import (
     consent_entry,
     consent_of,
     frequency_from,
+    goal_ids,
     insats_key,
     logical,
     must,
-    period,
     strip_prefix,
+    the_plan,
     timing,
 )
 from mappings.models.rehab_plan import (
@@ -129,7 +130,7 @@ def to_fhir(plan: RehabPlan) -> Bundle:
         "category": [{"coding": [terminology.coding("riv-care-plan-type", "RP")]}, {"coding": [terminology.coding("huvudman", p.huvudman)]}],
         "title": f"Rehabiliteringsplan {p.plan_id}",
         "subject": patient,
-        "period": period(p.start, p.end),
+        "period": f.period(p.start, p.end),
         "author": org,
         "contributor": [responsible],
         "careTeam": [careteam],
@@ -351,21 +352,13 @@ def _care_team(e: Entries, p: RehabPlan, patient: dict, org: dict, responsible: 
 def from_fhir(bundle: Bundle) -> RehabPlan:
     """Decode the one rehabiliteringsplan a Bundle carries (transaction, collection, searchset, ...)."""
     index = f.BundleIndex(bundle)
-    plans = [cp for cp in index.resources("CarePlan") if f.first_identifier(cp, systems.SID_REHAB_PLAN)]
-    if len(plans) != 1:
-        raise NotARehabPlanError(f"expected one rehabiliteringsplan CarePlan in the Bundle, found {len(plans)}")
-    cp = plans[0]
-    plan_id = f.first_identifier(cp, systems.SID_REHAB_PLAN)
+    cp, plan_id = the_plan(index, systems.SID_REHAB_PLAN, "rehabiliteringsplan", NotARehabPlanError)
     prefix = f"{plan_id}/"
 
     def resolve(reference: dict | None, what: str) -> dict:
         return must(index, reference, f"CarePlan {plan_id}: {what}", NotARehabPlanError)
 
-    goal_prefix = f"{_GOAL_PREFIX}{plan_id}/"
-
-    def goal_id(goal: dict) -> str:
-        return strip_prefix(f.first_identifier(goal, systems.SID_GOAL), goal_prefix, "Goal")
-
+    goal_id = goal_ids(f"{_GOAL_PREFIX}{plan_id}/")
     goal_resources = [resolve(ref, "goal") for ref in cp.get("goal", ())]
     parents: dict[str, str] = {}
     for goal in goal_resources:

@@ -241,9 +241,6 @@ def _follow_up(b: _Builder, i: Intervention, fu: FollowUp, patient_url: str, sr_
 def _consent(b: _Builder, c: Consent, patient_url: str) -> str:
     p = b.plan
     ircp = {"coding": [{"system": systems.CS_V3_PARTICIPATION_TYPE, "code": "IRCP", "display": "information recipient"}]}
-    period = {"start": c.given_at.isoformat()}
-    if c.valid_to:
-        period["end"] = c.valid_to.isoformat()
     relatives: dict[str, Any] = {"type": "permit" if c.relatives_may_take_part else "deny"}
     if c.relatives_may_take_part and b.relative_urls:
         relatives["actor"] = [{"role": ircp, "reference": f.ref(u)} for u in b.relative_urls]
@@ -266,7 +263,7 @@ def _consent(b: _Builder, c: Consent, patient_url: str) -> str:
         "policyRule": {"coding": [terminology.coding("consent-policy", code) for code in terminology.row("sip-plan-type", p.plan_type)["consent_policy"]]},
         "provision": {
             "type": "permit",
-            "period": period,
+            "period": f.period(c.given_at, c.valid_to),
             "actor": [{"role": ircp, "reference": f.ref(b.org_url[k])} for k in c.share_between],
             "action": [{"coding": [{"system": systems.CS_CONSENT_ACTION, "code": "disclose", "display": "Disclose"}]}],
             "purpose": purposes,
@@ -371,10 +368,7 @@ class NotASipError(ValueError):
 
 def from_fhir(bundle: Bundle) -> CoordinatedPlan:
     """Decode the one SIP/SPU a Bundle carries (transaction, batch, collection or searchset)."""
-    plans = from_fhir_all(bundle)
-    if len(plans) != 1:
-        raise NotASipError(f"expected one SIP/SPU in the Bundle, found {len(plans)}")
-    return plans[0]
+    return f.only(from_fhir_all(bundle), "SIP/SPU", NotASipError)
 
 
 def from_fhir_all(bundle: Bundle) -> list[CoordinatedPlan]:
