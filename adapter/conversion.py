@@ -17,6 +17,7 @@ from importlib import import_module
 from typing import Any, Literal
 
 from pydantic import BaseModel, ValidationError
+from pydantic_core import to_json as _to_json
 
 Target = Literal["fhir", "json", "xml", "riv"]
 TARGETS: tuple[Target, ...] = ("fhir", "json", "xml", "riv")
@@ -163,8 +164,49 @@ def _riv(contract: str):
 
 
 def dump_json(obj: Any) -> bytes:
-    """`json.dumps(obj, ensure_ascii=False, indent=2)` plus a newline, as UTF-8 (byte for byte)."""
-    return (_indented(obj) + "\n").encode("utf-8")
+    """`json.dumps(obj, ensure_ascii=False, indent=2)` plus a newline, as UTF-8 (byte for byte).
+
+    Written by pydantic-core's serializer (native code, already a dependency through pydantic),
+    which gives the same bytes for JSON values: the same escapes for every code point, the same
+    layout, the same float digits, except that Python writes some floats with an exponent
+    (`1e-05`, `1.5e-09`) where pydantic-core does not, or pads it differently: whenever the output
+    holds a number in either form, or pydantic-core refuses the value, the text is written by
+    `_indented` instead. (Values that are not JSON types never reach here from `convert`: the
+    compliance engine rejects a Bundle holding one.)
+    """
+    try:
+        out = _to_json(obj, indent=2, inf_nan_mode="constants")
+    except Exception:  # noqa: BLE001 - e.g. a lone surrogate: the standard path raises what it raises
+        out = None
+    if out is None or _exponent_forms(out):
+        return (_indented(obj) + "\n").encode("utf-8")
+    return out + b"\n"
+
+
+_DIGITS = bytes.maketrans(b"123456789", b"000000000")
+
+
+def _exponent_forms(out: bytes) -> bool:
+    """Does the indented document hold a number with an exponent, or written as 0.0000...?
+
+    In indented JSON every member and every array item has a line of its own, and only a number
+    makes a line end in a digit (a string ends with its quote, true/false/null with a letter, a
+    container with a bracket): so each number is found from the line ends, and looked at."""
+    if out[-1:].isdigit() and b"\n" not in out:  # the document itself is a number
+        return _odd_number(out)
+    lines = out.translate(_DIGITS)
+    for end in (b"0\n", b"0,\n"):
+        i = lines.find(end)
+        while i >= 0:
+            start = out.rfind(b" ", 0, i) + 1
+            if _odd_number(out[start : i + 1]):
+                return True
+            i = lines.find(end, i + 1)
+    return False
+
+
+def _odd_number(token: bytes) -> bool:
+    return b"e" in token or b"E" in token or token.lstrip(b"-").startswith(b"0.0000")
 
 
 class _Unusual(Exception):

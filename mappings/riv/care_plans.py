@@ -18,9 +18,9 @@ from typing import Any
 
 from mappings import fhir as f
 from mappings import systems, terminology
-from mappings.riv import RivWriteError, common, model
+from mappings.riv import RivWriteError, common
 from mappings.riv.common import Carry, Entries
-from mappings.riv.model import II, CarePlan, CarePlanBody, CarePlansResponse, Multimedia, Result
+from mappings.riv.model import II, CarePlan, CarePlanBody, CarePlansResponse, Multimedia
 
 Bundle = dict[str, Any]
 
@@ -38,17 +38,7 @@ class NoCarePlanError(RivWriteError):
 
 def to_fhir(xml: Any) -> Bundle:
     """Read a GetCarePlansResponse (any number of carePlan) into a FHIR transaction Bundle."""
-    response: CarePlansResponse = model.parse_response(xml, CarePlansResponse)
-    response_carry = Carry.take(response, skip=("items",))
-    entries = Entries()
-    keys: list[str] = []
-    for n, plan in enumerate(response.items, start=1):
-        key = _care_plan(plan, f"carePlan[{n}]", entries)
-        if key in keys:
-            raise common.RivFormatError(f"carePlan[{n}]: documentId occurs twice from the same sourceSystemHSAId")
-        keys.append(key)
-    bundle = f.transaction(entries.list, "riv-care-plans|" + "|".join(keys) + "|" + (response.result.log_id or ""))
-    return common.with_meta(bundle, response.result, response_carry)
+    return common.response_to_fhir(xml, CarePlansResponse, "carePlan", _care_plan, "riv-care-plans")
 
 
 def _care_plan(plan: CarePlan, where: str, entries: Entries) -> str:
@@ -139,10 +129,7 @@ def from_fhir(bundle: Bundle) -> bytes:
     category (riv-care-plan-type) is written as described in docs/riv.md. NoCarePlanError if
     the Bundle has no such CarePlan.
     """
-    if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
-        raise RivWriteError("not a FHIR Bundle")
-    index = f.BundleIndex(bundle)
-    result, response_carry = common.result_from(bundle)
+    index, result, response_carry = common.read_bundle(bundle)
     plans = index.resources("CarePlan")
     items = []
     for n, plan in enumerate(plans, start=1):
@@ -156,10 +143,8 @@ def from_fhir(bundle: Bundle) -> bytes:
             raise NoCarePlanError(
                 f"the Bundle has no CarePlan with a RIV plan type (category {systems.CS_CARE_PLAN_TYPE}); {len(plans)} CarePlan(s) found"
             )
-        result = Result(result_code="OK", log_id=bundle.get("id") or "N/A")
-    response = CarePlansResponse(items=items, result=result)
-    response_carry.apply(response)
-    return model.write_response(response)
+        result = common.ok_result(bundle)
+    return common.write_response(CarePlansResponse, items, result, response_carry)
 
 
 def _name(plan: dict, n: int) -> str:

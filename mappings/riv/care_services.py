@@ -15,9 +15,9 @@ from typing import Any
 
 from mappings import fhir as f
 from mappings import systems, terminology
-from mappings.riv import RivWriteError, common, model, times
+from mappings.riv import RivWriteError, common, times
 from mappings.riv.common import Carry, Entries
-from mappings.riv.model import II, CareService, CareServiceBody, CareServicesResponse, Result, TimePeriod
+from mappings.riv.model import II, CareService, CareServiceBody, CareServicesResponse, TimePeriod
 
 Bundle = dict[str, Any]
 
@@ -36,19 +36,7 @@ class NoCareServiceError(RivWriteError):
 
 def to_fhir(xml: Any) -> Bundle:
     """Read a GetCareServicesResponse (any number of careService) into a FHIR transaction Bundle."""
-    response: CareServicesResponse = model.parse_response(xml, CareServicesResponse)
-    response_carry = Carry.take(response, skip=("items",))
-    entries = Entries()
-    keys: list[str] = []
-    seen: set[str] = set()
-    for n, service in enumerate(response.items, start=1):
-        key = _care_service(service, f"careService[{n}]", entries)
-        if key in seen:
-            raise common.RivFormatError(f"careService[{n}]: documentId occurs twice from the same sourceSystemHSAId")
-        seen.add(key)
-        keys.append(key)
-    bundle = f.transaction(entries.list, "riv-care-services|" + "|".join(keys) + "|" + (response.result.log_id or ""))
-    return common.with_meta(bundle, response.result, response_carry)
+    return common.response_to_fhir(xml, CareServicesResponse, "careService", _care_service, "riv-care-services")
 
 
 def _care_service(service: CareService, where: str, entries: Entries) -> str:
@@ -104,10 +92,7 @@ def from_fhir(bundle: Bundle) -> bytes:
     written as described in docs/riv.md; refused insatser (intent `proposal`) are not care
     services and are left out. NoCareServiceError if nothing can be written.
     """
-    if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
-        raise RivWriteError("not a FHIR Bundle")
-    index = f.BundleIndex(bundle)
-    result, response_carry = common.result_from(bundle)
+    index, result, response_carry = common.read_bundle(bundle)
     requests = index.resources("ServiceRequest")
     items: list[CareService] = []
     refused = 0
@@ -127,14 +112,12 @@ def from_fhir(bundle: Bundle) -> bytes:
             raise NoCareServiceError(
                 f"none of the Bundle's {len(requests)} ServiceRequest(s) is a care service (no riv-care-service-type category or insats-type code)"
             )
-        result = Result(result_code="OK", log_id=bundle.get("id") or "N/A")
+        result = common.ok_result(bundle)
         if not items:
             result.result_code = "INFO"
             what = "1 avslagen insats redovisas" if refused == 1 else f"{refused} avslagna insatser redovisas"
             result.message = f"Inga beviljade insatser: {what} inte som careService"
-    response = CareServicesResponse(items=items, result=result)
-    response_carry.apply(response)
-    return model.write_response(response)
+    return common.write_response(CareServicesResponse, items, result, response_carry)
 
 
 def _name(sr: dict, n: int) -> str:

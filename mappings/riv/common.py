@@ -21,7 +21,7 @@ import base64
 import re
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 from urllib.parse import quote, unquote
 
 from mappings import fhir as f
@@ -847,3 +847,45 @@ def with_meta(bundle: Resource, result: Result, carry: Carry) -> Resource:
     """The Bundle with the response's result and response-level carry on `meta`."""
     meta = {"extension": [result_extension(result), *carry.extensions()]}
     return {"resourceType": "Bundle", "id": bundle["id"], "meta": meta, **{k: v for k, v in bundle.items() if k not in ("resourceType", "id")}}
+
+
+# ======================================================================================
+# A whole response: its items one by one, the result and carry on the Bundle
+# ======================================================================================
+
+
+def response_to_fhir(xml: Any, cls: type[model.RivType], item_tag: str, read_item: Callable[[Any, str, Entries], str], bundle_kind: str) -> Resource:
+    """Read a response of type `cls` into one transaction Bundle: `read_item(item, where, entries)`
+    adds each item's entries and returns its document key (unique in the response)."""
+    response = model.parse_response(xml, cls)
+    response_carry = Carry.take(response, skip=("items",))
+    entries = Entries()
+    keys: list[str] = []
+    seen: set[str] = set()
+    for n, item in enumerate(response.items, start=1):
+        key = read_item(item, f"{item_tag}[{n}]", entries)
+        if key in seen:
+            raise RivFormatError(f"{item_tag}[{n}]: documentId occurs twice from the same sourceSystemHSAId")
+        seen.add(key)
+        keys.append(key)
+    bundle = f.transaction(entries.list, f"{bundle_kind}|" + "|".join(keys) + "|" + (response.result.log_id or ""))
+    return with_meta(bundle, response.result, response_carry)
+
+
+def read_bundle(bundle: Resource) -> tuple[f.BundleIndex, Result | None, Carry]:
+    """The Bundle's index, and the result and response-level carry it keeps (if it came from RIV)."""
+    if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
+        raise RivWriteError("not a FHIR Bundle")
+    return (f.BundleIndex(bundle), *result_from(bundle))
+
+
+def ok_result(bundle: Resource) -> Result:
+    """resultCode OK, with the Bundle's id as logId."""
+    return Result(result_code="OK", log_id=bundle.get("id") or "N/A")
+
+
+def write_response(cls: type[model.RivType], items: list, result: Result, carry: Carry) -> bytes:
+    """The response XML of `cls` with these items and result, the kept response-level carry put back."""
+    response = cls(items=items, result=result)  # type: ignore[call-arg]
+    carry.apply(response)
+    return model.write_response(response)
