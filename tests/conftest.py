@@ -40,26 +40,31 @@ def _start(name: str, workdir: Path, port: int | None) -> RunningServer:
     pytest.fail(f"stand-in FHIR server {name!r} unavailable ({INSTALL_HINT}): {reason}", pytrace=False)
 
 
-@pytest.fixture(scope="session")
-def sekmet_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    """A SEKMET server (simulator off, SQLite) shared by the test session."""
-    server = _start_or_fail("sekmet", tmp_path_factory.mktemp("sekmet"))
-    yield server
-    server.stop()
+def server_fixtures(scope: str, label: str = "") -> tuple:
+    """The three server fixtures (``sekmet_server``, ``medplum_server``, ``fhir_server``) at `scope`;
+    assign them to those names in a conftest (a suite's own servers override the session's)."""
+
+    def started(name: str, what: str):
+        def fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+            server = _start_or_fail(name, tmp_path_factory.mktemp(label + name))
+            yield server
+            server.stop()
+
+        fixture.__doc__ = what
+        return pytest.fixture(scope=scope, name=f"{name}_server")(fixture)
+
+    def each(request: pytest.FixtureRequest) -> RunningServer:
+        """Each stand-in server in turn (ids ``sekmet``, ``medplum``)."""
+        return request.getfixturevalue(f"{request.param}_server")
+
+    return (
+        started("sekmet", f"A SEKMET server (simulator off, SQLite), {scope} scope."),
+        started("medplum", f"A Medplum fhir-router (MemoryRepository) server, {scope} scope."),
+        pytest.fixture(scope=scope, params=["sekmet", "medplum"], name="fhir_server")(each),
+    )
 
 
-@pytest.fixture(scope="session")
-def medplum_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    """A Medplum fhir-router (MemoryRepository) server shared by the test session."""
-    server = _start_or_fail("medplum", tmp_path_factory.mktemp("medplum"))
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="session", params=["sekmet", "medplum"])
-def fhir_server(request: pytest.FixtureRequest) -> RunningServer:
-    """Each stand-in server in turn (ids ``sekmet``, ``medplum``)."""
-    return request.getfixturevalue(f"{request.param}_server")
+sekmet_server, medplum_server, fhir_server = server_fixtures("session")
 
 
 @pytest.fixture

@@ -16,8 +16,7 @@ from pathlib import Path
 import pytest
 
 from adapter.config import DeliverySettings
-from adapter.standin import RunningServer
-from tests.conftest import _start_or_fail
+from tests.conftest import server_fixtures
 
 #: PostgreSQL server the suite uses (trust auth on this machine; .ci/run starts it).
 PG_ADMIN_URL = os.environ.get("CAREBRIDGE_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
@@ -31,26 +30,7 @@ FAST = DeliverySettings(
 )
 
 
-@pytest.fixture(scope="package")
-def sekmet_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    """A SEKMET server for the gateway suite only."""
-    server = _start_or_fail("sekmet", tmp_path_factory.mktemp("gateway-sekmet"))
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="package")
-def medplum_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    """A Medplum server for the gateway suite only."""
-    server = _start_or_fail("medplum", tmp_path_factory.mktemp("gateway-medplum"))
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="package", params=["sekmet", "medplum"])
-def fhir_server(request: pytest.FixtureRequest) -> RunningServer:
-    """Each of the gateway suite's servers in turn (ids ``sekmet``, ``medplum``)."""
-    return request.getfixturevalue(f"{request.param}_server")
+sekmet_server, medplum_server, fhir_server = server_fixtures("package", "gateway-")
 
 
 @pytest.fixture

@@ -11,14 +11,14 @@ from adapter.api import principal as scopes
 from adapter.api import store
 from adapter.api.access import note
 from adapter.api.auth import caller
-from adapter.api.authorisation import require_reader, require_scope, require_submitter
+from adapter.api.authorisation import require_scope, require_submitter
 from adapter.api.deps import body_bytes, services
 from adapter.api.documents import parties_for, prepare_safely, refused_bundle_parties
 from adapter.api.errors import ApiError
 from adapter.api.parties import parties_of
 from adapter.api.principal import Principal
 from adapter.api.responses import ERRORS, outcome
-from adapter.api.routes.documents import status_response
+from adapter.api.routes.documents import readable_document, status_response
 from adapter.api.schemas import DeadLetters, DocumentStatus
 from adapter.api.services import Services
 
@@ -80,18 +80,8 @@ def replay(request: Request, message_id: int = Path(ge=1, le=2**62),
     """Replay as the organisation that submitted (or sent) the document; an edit must be sent by it too."""
     from adapter.outbox import DEAD, REJECTED, NotReplayable
 
-    access = note(request)
-    access.interaction, access.what, access.message_id = "update", f"replay document {message_id}", message_id
-    require_scope(request, principal, scopes.REPLAY)
-    try:
-        message = svc.outbox.get(message_id)
-    except NotReplayable:
-        raise ApiError(404, f"no document {message_id}") from None
-    access.person_keys = [key for key, _ in message.every_person]  # each person of a Bundle about several
-    access.person_label = message.person_label if len(access.person_keys) == 1 else None
-    row = store.document(svc.engine, message_id)
-    parties, submitter = parties_for(message, row)
-    require_reader(request, principal, parties, submitter)
+    message, parties, submitter = readable_document(request, principal, svc, message_id, "update",
+                                                    f"replay document {message_id}", scopes.REPLAY)
     if submitter != principal.organisation:
         require_submitter(request, principal, parties)
     if message.status not in (DEAD, REJECTED):

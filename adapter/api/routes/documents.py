@@ -15,7 +15,7 @@ from adapter.api.authorisation import require_reader, require_scope, require_sub
 from adapter.api.deps import body_bytes, media_type, services
 from adapter.api.documents import check_format, dead_letter_of, parties_for, status_of
 from adapter.api.errors import ApiError
-from adapter.api.parties import parties_of
+from adapter.api.parties import Parties, parties_of
 from adapter.api.principal import Principal
 from adapter.api.responses import ERRORS, outcome
 from adapter.api.schemas import DocumentStatus
@@ -71,21 +71,28 @@ def submit(request: Request, flow: str = Path(description="the document's flow (
 def status(request: Request, message_id: int = Path(ge=1, le=2**62), principal: Principal = Depends(caller),
            svc: Services = Depends(services)) -> Any:
     """Accepted, validated, queued, delivered or dead-lettered, for a document the caller may read."""
+    readable_document(request, principal, svc, message_id, "read", f"status of document {message_id}", scopes.READ)
+    return status_response(svc, message_id, 200)
+
+
+def readable_document(request: Request, principal: Principal, svc: Services, message_id: int,
+                      interaction: str, what: str, scope: str) -> tuple[Any, Parties, str | None]:
+    """The outbox message `message_id`, its parties and submitter, once the caller holds `scope` and may
+    read it (404 if there is none); the access note names the interaction and every person concerned."""
     from adapter.outbox import NotReplayable
 
     access = note(request)
-    access.interaction, access.what, access.message_id = "read", f"status of document {message_id}", message_id
-    require_scope(request, principal, scopes.READ)
+    access.interaction, access.what, access.message_id = interaction, what, message_id
+    require_scope(request, principal, scope)
     try:
         message = svc.outbox.get(message_id)
     except NotReplayable:
         raise ApiError(404, f"no document {message_id}") from None
     access.person_keys = [key for key, _ in message.every_person]  # each person of a Bundle about several
     access.person_label = message.person_label if len(access.person_keys) == 1 else None
-    row = store.document(svc.engine, message_id)
-    parties, submitter = parties_for(message, row)
+    parties, submitter = parties_for(message, store.document(svc.engine, message_id))
     require_reader(request, principal, parties, submitter)
-    return status_response(svc, message_id, 200)
+    return message, parties, submitter
 
 
 def status_response(svc: Services, message_id: int, code: int) -> JSONResponse:
