@@ -68,33 +68,45 @@ class Carry:
         for attr in skip:
             setattr(obj, attr, [])
         try:
-            # which parts hold nothing (`_holds_nothing`), worked out bottom-up in one pass; what
-            # the loop below changes (text a FHIR string cannot hold becomes None) does not
-            # change the answer, as `_holds_nothing` counts both alike
-            nothing: dict[int, bool] = {}
-            _mark_nothing(obj, nothing)
-            for path, part in model.walk(obj):
-                if path != "." and nothing[id(part)]:
-                    carry.empty.append(path)
-                for child in type(part).children():
-                    if child.complex:
-                        continue
-                    value = getattr(part, child.attr)
-                    if isinstance(value, str) and not fhir_string(value):
-                        leaf_path = model._join(path, child.tag, None)
-                        if value == "":
-                            carry.empty.append(leaf_path)
-                        else:
-                            carry.raw.append((leaf_path, value))
-                        setattr(part, child.attr, None)
-                for xml in getattr(part, "other", ()):
-                    carry.foreign.append((path, xml))
-                if hasattr(part, "other"):
-                    part.other = []
+            carry._take(obj, ".")
         finally:
             for attr, value in saved.items():
                 setattr(obj, attr, value)
         return carry
+
+    def _take(self, part: model.RivType, path: str) -> bool:
+        """`take` for `part` (at `path`) and every complex part below it, in one pass in document
+        order: a part's own values first, then its parts. True if `part` holds nothing
+        (`_holds_nothing`; text a FHIR string cannot hold counts as nothing, moved or not)."""
+        marker = len(self.empty)  # where the part's own path goes if it holds nothing
+        nothing = True
+        parts: list[tuple[model.RivType, str]] = []
+        for child in type(part).children():
+            value = getattr(part, child.attr)
+            if child.complex:
+                if child.many:
+                    parts += [(item, model._join(path, child.tag, n)) for n, item in enumerate(value, start=1) if item is not None]
+                elif value is not None:
+                    parts.append((value, model._join(path, child.tag, None)))
+            elif isinstance(value, str) and not fhir_string(value):
+                leaf_path = model._join(path, child.tag, None)
+                if value == "":
+                    self.empty.append(leaf_path)
+                else:
+                    self.raw.append((leaf_path, value))
+                setattr(part, child.attr, None)
+            elif value is not None:
+                nothing = False
+        other = getattr(part, "other", None)
+        if other is not None:
+            self.foreign += [(path, xml) for xml in other]
+            part.other = []
+        for sub, sub_path in parts:
+            if not self._take(sub, sub_path):
+                nothing = False
+        if nothing and path != ".":
+            self.empty.insert(marker, path)
+        return nothing
 
     def mark_present(self, path: str) -> None:
         """The element at `path` is there although FHIR carries none of its values."""
@@ -141,23 +153,14 @@ class Carry:
 
 
 def fhir_string(value: str) -> bool:
-    """True if a FHIR string can hold the value (non-empty, not only non-ASCII white space)."""
-    return bool(_FHIR_STRING.search(value))
+    """True if a FHIR string can hold the value (non-empty, not only non-ASCII white space).
 
-
-def _mark_nothing(part: model.RivType, nothing: dict[int, bool]) -> bool:
-    """`_holds_nothing` of `part` and of every complex part below it, into `nothing` (by id)."""
-    empty = True
-    for child in type(part).children():
-        value = getattr(part, child.attr)
-        if child.complex:
-            for item in value if child.many else (value,):
-                if item is not None and not _mark_nothing(item, nothing):
-                    empty = False
-        elif not (value is None or (isinstance(value, str) and not fhir_string(value))):
-            empty = False
-    nothing[id(part)] = empty
-    return empty
+    Mostly answered by the first character (text rarely starts with other white space); the
+    pattern decides the rest."""
+    if not value:
+        return False
+    first = value[0]
+    return not first.isspace() or first in " \r\n\t" or _FHIR_STRING.search(value) is not None
 
 
 def _holds_nothing(part: model.RivType) -> bool:

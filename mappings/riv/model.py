@@ -23,6 +23,8 @@ import re
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar, Iterator
 
+from lxml import etree
+
 from mappings import safexml, terminology
 from mappings.riv import CARE_PLANS_NS, CARE_SERVICES_NS, CORE_NS, RivFormatError, RivWriteError
 from mappings.riv.times import TIMESTAMP
@@ -54,9 +56,13 @@ class Child:
     many: bool
     #: The child is a RivType (not a leaf kind); worked out once.
     complex: bool = field(init=False, compare=False)
+    #: A leaf whose text `leaf_value` takes as it is ("str", "uri"): nothing to check or convert.
+    plain: bool = field(init=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "complex", isinstance(self.kind, type))
+        plain = not self.complex and self.kind not in ("bool", "timestamp", "base64") and not self.kind.startswith("enum:")
+        object.__setattr__(self, "plain", plain)
 
 
 class RivType:
@@ -261,31 +267,33 @@ def parse_response(xml: Any, cls: type[RivType]) -> Any:
 
 def read(cls: type[RivType], element: Any, where: str) -> Any:
     """Read `element` as an instance of `cls`, strictly in schema order."""
-    _check_attributes(element, where)
-    if (element.text or "").strip():
-        raise RivFormatError(f"{where}: unexpected text {element.text.strip()[:40]!r}")
-    kids, tags = [], []
-    for k in element:
-        tag = k.tag  # (lxml makes a new string on every access: read each once)
-        if isinstance(tag, str):
-            kids.append(k)
-            tags.append(tag)
+    if element.keys():
+        _check_attributes(element, where)
+    text = element.text
+    if text and text.strip():
+        raise RivFormatError(f"{where}: unexpected text {text.strip()[:40]!r}")
+    kids = list(element.iterchildren(etree.Element))  # elements only (no comments, PIs, entities)
+    tags = [k.tag for k in kids]  # (lxml makes a new tag string on every access: each read once)
     count = len(kids)
     values: dict[str, Any] = {}
     i = 0
     for child, tag in _qualified(cls):
-        found: list[Any] = []
-        while i < count and tags[i] == tag:
-            n = f"[{len(found) + 1}]" if child.many else ""
-            found.append(_read_child(child, kids[i], f"{where}/{child.tag}{n}"))
-            i += 1
-            if not child.many:
-                break
-        if child.required and not found:
+        if i < count and tags[i] == tag:
+            if child.many:
+                found: list[Any] = []
+                while i < count and tags[i] == tag:
+                    found.append(_read_child(child, kids[i], f"{where}/{child.tag}[{len(found) + 1}]"))
+                    i += 1
+                values[child.attr] = found
+            else:
+                values[child.attr] = _read_one(child, kids[i], where)
+                i += 1
+            continue
+        if child.required:
             _wrong_namespace(cls, kids[i:], where)
             got = tags[i] if i < count else "the end of the element"
             raise RivFormatError(f"{where}: missing required element {child.tag} (found {got})")
-        values[child.attr] = found if child.many else (found[0] if found else None)
+        values[child.attr] = [] if child.many else None
     if cls.takes_foreign():
         others = []
         while i < count and _is_foreign(kids[i], cls.NS):
@@ -296,6 +304,14 @@ def read(cls: type[RivType], element: Any, where: str) -> Any:
         _wrong_namespace(cls, kids[i:], where)
         raise RivFormatError(f"{where}: unexpected element {tags[i]}")
     return cls(**values)
+
+
+def _read_one(child: Child, element: Any, parent: str) -> Any:
+    """A child that occurs at most once; a plain leaf without attributes or elements is read
+    here directly (its path is only spelt out for `_read_child`, which names it in errors)."""
+    if child.plain and not len(element) and not element.keys():
+        return element.text or ""
+    return _read_child(child, element, f"{parent}/{child.tag}")
 
 
 _QUALIFIED: dict[type, tuple[tuple[Child, str], ...]] = {}
