@@ -33,6 +33,27 @@ _URI_TYPES = frozenset({"uri", "url", "canonical", "oid", "uuid"})
 _STRING_TYPES = frozenset({"string", "markdown"})
 
 
+#: What a reference text says as a relative or absolute `Type/id` URL: (its `_REL_REF` match or
+#: None, the type it names or None, whether it has a base URL, (type, id) or None).
+RefParts = tuple[Any, "str | None", bool, "tuple[str, str] | None"]
+_NO_PARTS: RefParts = (None, None, False, None)
+#: `ref_parts` remembered per reference text (the same few references recur in every payload;
+#: bounded anyway).
+_REF_PARTS: dict[str, RefParts] = {}
+
+
+def ref_parts(ref: str) -> RefParts:
+    """`_REL_REF.match(ref)` with the parts the walker reads, worked out once per reference text."""
+    parts = _REF_PARTS.get(ref)
+    if parts is None:
+        m = _REL_REF.match(ref)
+        parts = _NO_PARTS if m is None else (m, m.group("type"), m.group("base") is not None, (m.group("type"), m.group("id")))
+        if len(_REF_PARTS) > 20000:
+            _REF_PARTS.clear()
+        _REF_PARTS[ref] = parts
+    return parts
+
+
 class BundleScope:
     """Entries of one Bundle (or Parameters) for resolving references made inside it."""
 
@@ -44,7 +65,7 @@ class BundleScope:
         self.btype = btype
         self.by_url: dict[str, dict] = {}
         self.by_type_id: dict[tuple[str, str], dict] = {}
-        self.refs: list[tuple] = []  # (path, reference, Field, entry fullUrl[, _REL_REF match])
+        self.refs: list[tuple] = []  # (path, reference, Field, entry fullUrl[, ref_parts(reference)])
 
     def add(self, full_url: Any, res: Any) -> None:
         if not isinstance(res, dict):
@@ -55,22 +76,23 @@ class BundleScope:
         if isinstance(rt, str) and isinstance(rid, str):
             self.by_type_id.setdefault((rt, rid), res)
 
-    def find(self, ref: str, full_url: str | None, m: Any = False) -> dict | None:
-        """The entry a reference points to (`m`: `_REL_REF.match(ref)` when already known)."""
+    def find(self, ref: str, full_url: str | None, parts: RefParts | None = None) -> dict | None:
+        """The entry a reference points to (`parts`: `ref_parts(ref)` when already known)."""
         hit = self.by_url.get(ref)
         if hit is not None:
             return hit
-        if m is False:
-            m = _REL_REF.match(ref)
+        if parts is None:
+            parts = ref_parts(ref)
+        m = parts[0]
         if m is None:
             return None
-        if m.group("base") is None and full_url and full_url.startswith("http"):
+        if not parts[2] and full_url and full_url.startswith("http"):
             base = _REL_REF.match(full_url)
             if base and base.group("base"):
                 hit = self.by_url.get(f"{base.group('base')}/{m.group('type')}/{m.group('id')}")
                 if hit is not None:
                     return hit
-        return self.by_type_id.get((m.group("type"), m.group("id")))
+        return self.by_type_id.get(parts[3])
 
 
 _UNSET = object()
@@ -182,14 +204,14 @@ class Walker:
         transactional = scope.btype in ("transaction", "batch")
         for item in scope.refs:
             path, ref, f, full_url = item[0], item[1], item[2], item[3]
-            target = scope.find(ref, full_url, item[4] if len(item) > 4 else False)
+            target = scope.find(ref, full_url, item[4] if len(item) > 4 else None)
             if target is None:
                 if ref.startswith("urn:"):
                     if transactional:
                         self.error(path, f"reference '{ref}' does not resolve to an entry of the Bundle", "not-found", "bundle-reference")
                     else:
                         self.add("warning", "not-found", path, f"URN reference '{ref}' is not contained in the Bundle", "bundle-reference")
-                elif scope.kind == "Parameters" and _REL_REF.match(ref) and not ref.startswith("http"):
+                elif scope.kind == "Parameters" and ref_parts(ref)[0] is not None and not ref.startswith("http"):
                     self.error(path, f"unable to resolve resource with reference '{ref}' among the parameters", "structure", "parameters-reference")
                 continue
             rtype = target.get("resourceType")
@@ -682,11 +704,11 @@ class Walker:
             elif f.targets and target.get("resourceType") not in f.targets:
                 self.error(path, f"the reference points to a {target.get('resourceType')}, which is not a valid target here (allowed: {', '.join(sorted(f.targets))})", "structure", "reference-target")
             return
-        m = _REL_REF.match(r)
-        if m is not None:
-            rtype = m.group("type")
+        parts = ref_parts(r)
+        rtype = parts[1]
+        if rtype is not None:
             if rtype not in self.R.resource_types:
-                if m.group("base") is None:
+                if not parts[2]:
                     self.error(path, f"the reference '{r}' names an unknown resource type '{rtype}'", "structure", "reference-target")
                     return
             elif f.targets and rtype not in f.targets:
@@ -696,7 +718,7 @@ class Walker:
             scope = self.scopes[-1]
             if scope.kind == "Parameters" and self.res is scope.owner:
                 return  # a parameter's own valueReference may point anywhere
-            scope.refs.append((path, r, f, self.entry_url, m))
+            scope.refs.append((path, r, f, self.entry_url, parts))
 
     def resolve(self, item: Any, env: fhirpath.Env) -> Any:
         """FHIRPath resolve(): contained, then the enclosing Bundle/Parameters."""

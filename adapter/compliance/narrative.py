@@ -54,12 +54,13 @@ def _trie(words: frozenset[str]) -> str:
 #: A narrative made only of text, end tags and start tags of allowed elements with allowed
 #: attributes (no comments, CDATA or processing instructions). Possessive: fails fast, no
 #: backtracking. Unrolled (text, then a tag and the text after it, repeated) so that the regex
-#: engine makes one iteration per tag rather than one per text run and one per tag. Used only as
+#: engine makes one iteration per tag rather than one per text run and one per tag, and a start
+#: tag without attributes (`<p>`, `<b>`: most of them) closes right after its name. Used only as
 #: a fast acceptance: after a successful parse it implies that the element and attribute checks
 #: below find nothing.
 _ALLOWED_ONLY = re.compile(
-    r"[^<]*+(?:<(?:/[^>]*+>|" + _trie(ALLOWED_ELEMENTS) + r"(?=[\s/>])(?:\s++(?:" + _trie(ALLOWED_ATTRIBUTES)
-    + r"|xmlns:[^\s=/>]++)\s*+=\s*+(?:\"[^\"]*+\"|'[^']*+'))*+\s*+/?>)[^<]*+)*+"
+    r"[^<]*+(?:<(?:/[^>]*+>|" + _trie(ALLOWED_ELEMENTS) + r"(?:>|(?=[\s/])(?:\s++(?:" + _trie(ALLOWED_ATTRIBUTES)
+    + r"|xmlns:[^\s=/>]++)\s*+=\s*+(?:\"[^\"]*+\"|'[^']*+'))*+\s*+/?>))[^<]*+)*+"
 )
 
 
