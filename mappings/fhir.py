@@ -28,13 +28,19 @@ _NS_BYTES = _NS.bytes
 
 
 def _uuid5(name: str) -> str:
-    """`str(uuid.uuid5(_NS, name))`, without building the UUID object: SHA-1 of namespace and
-    name, the version nibble set to 5 and the variant bits to RFC 4122."""
-    digest = bytearray(hashlib.sha1(_NS_BYTES + name.encode("utf-8")).digest()[:16])
-    digest[6] = (digest[6] & 0x0F) | 0x50
-    digest[8] = (digest[8] & 0x3F) | 0x80
-    h = digest.hex()
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+    """`str(uuid.uuid5(_NS, name))`, without building the UUID object."""
+    return uuid5_text(_NS_BYTES, name)
+
+
+#: The RFC 4122 variant bits (10xx) set on the high nibble of byte 8, by its hex digit.
+_VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}
+
+
+def uuid5_text(namespace: bytes, name: str) -> str:
+    """`str(uuid.uuid5(UUID(bytes=namespace), name))`: the SHA-1 of namespace and name as hex,
+    with the version digit set to 5 and the variant bits to RFC 4122, spelt out directly."""
+    h = hashlib.sha1(namespace + name.encode("utf-8")).hexdigest()
+    return f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:32]}"
 
 
 def ref(url: str, display: str | None = None) -> dict[str, str]:
@@ -192,8 +198,7 @@ def patient(person: Person) -> tuple[Resource, str]:
     For a person with skyddad folkbokföring no address or contact data leaves: the Patient
     carries the security label and the name only (the one deliberate loss of the round trip).
     """
-    system = identifiers.person_identifier_system(person.personnummer)
-    res: Resource = {"resourceType": "Patient", "identifier": [identifier(system, person.personnummer)]}
+    res, cond = patient_of(person.personnummer)
     if person.skyddad_folkbokforing:
         res["meta"] = {"security": [{"system": systems.CS_SECURITY_LABEL_SE, "code": systems.SECURITY_SKYDDAD_FOLKBOKFORING}]}
         person = person.model_copy(update={"address": None, "phone": None})
@@ -213,7 +218,14 @@ def patient(person: Person) -> tuple[Resource, str]:
         if person.address.city:
             addr["city"] = person.address.city
         res["address"] = [addr]
-    return res, "identifier=" + search_token(system, person.personnummer)
+    return res, cond
+
+
+def patient_of(personnummer: str) -> tuple[Resource, str]:
+    """A Patient naming only the person's (already checked) personnummer or samordningsnummer,
+    and its ifNoneExist: what `patient` gives for a Person with nothing else set."""
+    system = identifiers.person_identifier_system(personnummer)
+    return {"resourceType": "Patient", "identifier": [identifier(system, personnummer)]}, "identifier=" + search_token(system, personnummer)
 
 
 def person_from(resource: Resource) -> Person:

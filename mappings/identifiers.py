@@ -22,15 +22,13 @@ class IdentifierError(ValueError):
 
 def luhn_ok(digits: str) -> bool:
     """True if the string of digits passes the Luhn (modulus 10) check."""
-    total = 0
-    for i, ch in enumerate(reversed(digits)):
-        n = int(ch)
-        if i % 2 == 1:
-            n *= 2
-            if n > 9:
-                n -= 9
-        total += n
+    backwards = digits[::-1]  # from the check digit: every second digit doubled (its digit sum)
+    total = sum(map(int, backwards[0::2])) + sum([_DOUBLED[int(ch)] for ch in backwards[1::2]])
     return total % 10 == 0
+
+
+#: The digit sum of twice a digit (what the Luhn check adds for every second digit).
+_DOUBLED = (0, 2, 4, 6, 8, 1, 3, 5, 7, 9)
 
 
 def personnummer_problem(value: object) -> str | None:

@@ -37,6 +37,7 @@ _FHIR_CODE = re.compile(r"^[^\s]+(\s[^\s]+)*\Z")
 #: R4 string: `[ \r\n\t\S]+` (searched, as the reference model does): not empty, not only non-ASCII white space.
 _FHIR_STRING = re.compile(r"[ \r\n\t\S]")
 _ORG_UNIT_ID = "orgunit"
+_NAMESPACE_URL = uuid.NAMESPACE_URL.bytes
 
 
 def _unknown() -> dict:
@@ -80,29 +81,31 @@ class Carry:
         (`_holds_nothing`; text a FHIR string cannot hold counts as nothing, moved or not)."""
         marker = len(self.empty)  # where the part's own path goes if it holds nothing
         nothing = True
-        parts: list[tuple[model.RivType, str]] = []
-        for child in type(part).children():
-            value = getattr(part, child.attr)
-            if child.complex:
-                if child.many:
-                    parts += [(item, model._join(path, child.tag, n)) for n, item in enumerate(value, start=1) if item is not None]
-                elif value is not None:
-                    parts.append((value, model._join(path, child.tag, None)))
-            elif isinstance(value, str) and not fhir_string(value):
-                leaf_path = model._join(path, child.tag, None)
+        prefix = "" if path == "." else path + "/"
+        simple, complex_ = model.shape(type(part))
+        for attr, tag in simple:
+            value = getattr(part, attr)
+            if value is None:
+                continue
+            if isinstance(value, str) and not fhir_string(value):
                 if value == "":
-                    self.empty.append(leaf_path)
+                    self.empty.append(prefix + tag)
                 else:
-                    self.raw.append((leaf_path, value))
-                setattr(part, child.attr, None)
-            elif value is not None:
+                    self.raw.append((prefix + tag, value))
+                setattr(part, attr, None)
+            else:
                 nothing = False
         other = getattr(part, "other", None)
         if other is not None:
             self.foreign += [(path, xml) for xml in other]
             part.other = []
-        for sub, sub_path in parts:
-            if not self._take(sub, sub_path):
+        for attr, tag, many in complex_:
+            value = getattr(part, attr)
+            if many:
+                for n, item in enumerate(value, start=1):
+                    if item is not None and not self._take(item, f"{prefix}{tag}[{n}]"):
+                        nothing = False
+            elif value is not None and not self._take(value, prefix + tag):
                 nothing = False
         if nothing and path != ".":
             self.empty.insert(marker, path)
@@ -478,9 +481,7 @@ def patient_ref(pid: PersonId, where: str, entries: Entries) -> dict:
         if is_samordning != (kind == systems.RIV_SAMORDNINGSNUMMER_OID):
             said = "samordningsnummer" if kind == systems.RIV_SAMORDNINGSNUMMER_OID else "personnummer"
             raise RivFormatError(f"{where}: type says {said} but id {identifiers.mask(value)} is not one")
-        from mappings.models.common import Person
-
-        res, cond = f.patient(Person(personnummer=value))
+        res, cond = f.patient_of(value)  # (checked above, as the Person model would)
         system = res["identifier"][0]["system"]
     elif _OID.match(kind):
         system = f"urn:oid:{kind}"
@@ -520,7 +521,7 @@ def provenance(parts: HeaderFhir, targets: list[str], entries: Entries, carry: C
             agent["role"] = [role]
     agent["who"] = parts.author
     prov: Resource = {"resourceType": "Provenance"}
-    key = "riv/" + str(uuid.uuid5(uuid.NAMESPACE_URL, parts.key))
+    key = "riv/" + f.uuid5_text(_NAMESPACE_URL, parts.key)
     prov["meta"] = {"tag": [f.tag_key(key)]}
     org = _org_unit_resource(acc.org_unit)
     if org is not None:

@@ -89,6 +89,21 @@ class RivType:
         return found
 
 
+def shape(cls: type[RivType]) -> tuple[tuple[tuple[str, str], ...], tuple[tuple[str, str, bool], ...]]:
+    """A class's simple children as (attribute, tag) and its complex ones as (attribute, tag, many),
+    each in schema order (worked out once)."""
+    found = _SHAPES.get(cls)
+    if found is None:
+        kids = cls.children()
+        found = _SHAPES[cls] = (
+            tuple((c.attr, c.tag) for c in kids if not c.complex),
+            tuple((c.attr, c.tag, c.many) for c in kids if c.complex),
+        )
+    return found
+
+
+_SHAPES: dict[type, tuple[tuple[tuple[str, str], ...], tuple[tuple[str, str, bool], ...]]] = {}
+
 #: Per class, worked out once: its children in schema order, whether it takes ##other elements.
 _CHILDREN: dict[type, tuple[Child, ...]] = {}
 _FOREIGN: dict[type, bool] = {}
@@ -285,9 +300,15 @@ def read(cls: type[RivType], element: Any, where: str) -> Any:
                     found.append(_read_child(child, kids[i], f"{where}/{child.tag}[{len(found) + 1}]"))
                     i += 1
                 values[child.attr] = found
+                continue
+            kid = kids[i]
+            i += 1
+            # a plain leaf without attributes or elements is its text; anything else is read
+            # (and named in errors) by _read_child
+            if child.plain and not len(kid) and not kid.keys():
+                values[child.attr] = kid.text or ""
             else:
-                values[child.attr] = _read_one(child, kids[i], where)
-                i += 1
+                values[child.attr] = _read_child(child, kid, f"{where}/{child.tag}")
             continue
         if child.required:
             _wrong_namespace(cls, kids[i:], where)
@@ -304,14 +325,6 @@ def read(cls: type[RivType], element: Any, where: str) -> Any:
         _wrong_namespace(cls, kids[i:], where)
         raise RivFormatError(f"{where}: unexpected element {tags[i]}")
     return cls(**values)
-
-
-def _read_one(child: Child, element: Any, parent: str) -> Any:
-    """A child that occurs at most once; a plain leaf without attributes or elements is read
-    here directly (its path is only spelt out for `_read_child`, which names it in errors)."""
-    if child.plain and not len(element) and not element.keys():
-        return element.text or ""
-    return _read_child(child, element, f"{parent}/{child.tag}")
 
 
 _QUALIFIED: dict[type, tuple[tuple[Child, str], ...]] = {}
