@@ -50,6 +50,8 @@ ELE_1 = "Constraint failed: ele-1: 'All FHIR elements must have a @value or chil
 #: Types with at most this many keys dispatch by comparing the key in turn (else: index and tree).
 _CHAIN_MAX = 7
 _RARE_KEYS = frozenset({"id", "extension", "modifierExtension"})
+#: List items whose path suffix (`.name[i]`) is made once per field rather than for every item.
+_SUFFIXES = 8
 
 
 def compile_type(t: TypeRule) -> Callable:
@@ -182,6 +184,17 @@ def _invariants(invs: tuple, node: str, path: str, consts: _Consts, ind: str) ->
     return out
 
 
+def _items(f: Field, consts: _Consts, ind: str) -> list[str]:
+    """The head of a loop over the items `_it` of a list field, each with its path `p` (the first
+    paths are ready-made suffixes); the loop body ends with `_i += 1`."""
+    sfx = consts.add(tuple(f".{f.name}[{i}]" for i in range(_SUFFIXES)), "sfx")
+    return [
+        f"{ind}_i = 0",
+        f"{ind}for _it in val:",
+        f"{ind}    p = path + {sfx}[_i] if _i < {_SUFFIXES} else f'{{path}}.{f.name}[{{_i}}]'",
+    ]
+
+
 def _handler(t: TypeRule, key: str, mode: int, f: Field, T: str, consts: _Consts, ind: str) -> list[str]:
     """The code for one JSON key of the type (the body of the interpreter's mode branch)."""
     F = consts.add(f, "f")
@@ -215,11 +228,10 @@ def _handler(t: TypeRule, key: str, mode: int, f: Field, T: str, consts: _Consts
         return [
             f"{ind}if type(val) is list and val:",
             *too_many,
-            f"{ind}    stem = path + {'.' + f.name + '['!r}",
-            f"{ind}    for _i, _it in enumerate(val):",
-            f"{ind}        p = f'{{stem}}{{_i}}]'",
+            *_items(f, consts, ind + "    "),
             f"{ind}        w.extension(_it, p, modifier={f.name == 'modifierExtension'})",
             *_invariants(f.invariants, "_it", "p", consts, ind + "        "),
+            f"{ind}        _i += 1",
             f"{ind}else:",
             *["    " + line for line in generic],
         ]
@@ -247,15 +259,14 @@ def _handler(t: TypeRule, key: str, mode: int, f: Field, T: str, consts: _Consts
             return [
                 f"{ind}if type(val) is list and val:",
                 *too_many,
-                f"{ind}    stem = path + {'.' + f.name + '['!r}",
-                f"{ind}    for _i, _it in enumerate(val):",
-                f"{ind}        p = f'{{stem}}{{_i}}]'",
+                *_items(f, consts, ind + "    "),
                 f"{ind}        if type(_it) is dict:",
                 f"{ind}            {child}(w, _it, p)",
                 *_post(f, "_it", "p", consts, ind + "            "),
                 *_invariants(f.invariants, "_it", "p", consts, ind + "            "),
                 f"{ind}        else:",
                 f"{ind}            w.value(_it, {F}, p)",
+                f"{ind}        _i += 1",
                 f"{ind}else:",
                 *["    " + line for line in generic],
             ]

@@ -129,11 +129,34 @@ def fast_expr(p: "Primitive", codes: frozenset | None, v: str = "v") -> tuple[st
     if name in _DATES:  # a day after the 28th: a real calendar date (the full check's own test)
         env["_REAL_DATE"] = _real_date
         return f"(type({v}) is str and _RX({v}) is not None and (len({v}) < 10 or {v}[8:10] <= \"28\" or _REAL_DATE({v})))", env
-    if name in ("uri", "url", "canonical"):  # \S*: no space, and isprintable() rules out the other ASCII whitespace
-        env["_URN"] = _URN.fullmatch  # a valid lower-case urn:uuid: or urn:oid: (no white space in either)
-        return (f"(type({v}) is str and ({v} != \"\" and {v}[0] != \"#\" and {v}[:4] != \"urn:\" and \" \" not in {v} "
-                f"and {v}.isprintable() and \"example\" not in {v} and \"acme.\" not in {v} or {v}[:4] == \"urn:\" and _URN({v}) is not None))"), env
+    if name in ("uri", "url", "canonical"):
+        # URIs that passed are remembered (`_uri_ok`): systems, profiles and value sets recur
+        env["_SEEN"] = _URIS_SEEN
+        env["_MEMO"] = _uri_ok
+        return f"(type({v}) is str and ({v} in _SEEN or _MEMO({v})))", env
     return f"(type({v}) is str and _RX({v}) is not None)", env
+
+
+def _uri_fast(v: str) -> bool:
+    """The fast acceptance of a uri, url or canonical (the full check decides when False)."""
+    # \S*: no space, and isprintable() rules out the other ASCII whitespace; a valid lower-case
+    # urn:uuid: or urn:oid: has no white space either
+    return (v != "" and v[0] != "#" and v[:4] != "urn:" and " " not in v and v.isprintable() and "example" not in v
+            and "acme." not in v or v[:4] == "urn:" and _URN.fullmatch(v) is not None)
+
+
+#: uri/url/canonical values `_uri_fast` accepted (the same test serves the three types).
+_URIS_SEEN: set[str] = set()
+
+
+def _uri_ok(v: str) -> bool:
+    """`_uri_fast`, remembering the values it accepts in `_URIS_SEEN` (bounded)."""
+    if not _uri_fast(v):
+        return False
+    if len(_URIS_SEEN) > 50000:
+        _URIS_SEEN.clear()
+    _URIS_SEEN.add(v)
+    return True
 
 
 def fast_check(p: "Primitive", codes: frozenset | None) -> Callable[[Any], bool] | None:
