@@ -83,6 +83,7 @@ def take_in(svc: Services, notification: Any, principal: Principal) -> dict[str,
                     store.release_change(svc.engine, change.key)
                     raise
                 store.attach_change(svc.engine, change.key, message_id)
+                _remember(svc, message_id, change.document, principal, change.parties)
                 entry.update(result="queued", message_id=message_id, document=change.document.kind)  # type: ignore[attr-defined]
             metrics.INBOUND.labels(rtype, entry["result"]).inc()
             issues.append(_issue("information", "informational", f"{change.reference}: {entry['result']}"
@@ -93,13 +94,22 @@ def take_in(svc: Services, notification: Any, principal: Principal) -> dict[str,
     return result
 
 
+def _remember(svc: Services, message_id: int, document: Any, principal: Principal, parties: Any) -> None:
+    """Record a municipal delivery like a submitted document (who caused it, whom it involves, whether its
+    person is protected), so its status and dead letter are shown only to whom the document may be shown."""
+    store.remember_document(svc.engine, message_id, flow=f"municipal {document.kind}", submitter=principal.organisation,
+                            submitted_by=principal.actor, parties=parties)
+
+
 class OutboxInbox:
     """The municipal side of received messages: each accepted event is queued for the municipal destination."""
 
-    def __init__(self, svc: Services, destination: str, actor: str) -> None:
+    def __init__(self, svc: Services, destination: str, principal: Principal, parties: Any) -> None:
         self.svc = svc
         self.destination = destination
-        self.actor = actor
+        self.principal = principal
+        self.actor = principal.actor
+        self.parties = parties
 
     def deliver(self, event: Any) -> None:
         """Queue the canonical event (JSON or municipal XML) in the outbox; a resend overwrites the same file."""
@@ -107,10 +117,11 @@ class OutboxInbox:
 
         fmt = self.svc.settings.municipal.format
         receiver = event.receiver.hsa_id or event.receiver.organisationsnummer if getattr(event, "receiver", None) else None
-        municipal.enqueue(self.svc.outbox, event, destination=self.destination, fmt=fmt,
-                          filename=municipal.safe_filename(f"discharge-{event.message_id}") + f".{fmt}",
-                          person=event.person.personnummer, organisation=receiver,
-                          source=f"$process-message {event.message_id}", actor=self.actor)
+        message_id = municipal.enqueue(self.svc.outbox, event, destination=self.destination, fmt=fmt,
+                                       filename=municipal.safe_filename(f"discharge-{event.message_id}") + f".{fmt}",
+                                       person=event.person.personnummer, organisation=receiver,
+                                       source=f"$process-message {event.message_id}", actor=self.actor)
+        _remember(self.svc, message_id, event, self.principal, self.parties)
 
 
 def process_message(request: Any, svc: Services, principal: Principal, bundle: dict[str, Any]) -> Any:
@@ -141,7 +152,7 @@ def process_message(request: Any, svc: Services, principal: Principal, bundle: d
     organisation = svc.settings.municipal.organisation
     context = ValidationContext(receiver_huvudman=svc.settings.municipal.huvudman)
     receiver = Receiver(SqlReceiptStore(svc.engine), effects=TaskEffects(svc.effects_gateway()),
-                        inbox=OutboxInbox(svc, destination, principal.actor),
+                        inbox=OutboxInbox(svc, destination, principal, parties),
                         serves=[organisation] if organisation else None,
                         validator=lambda message: validate(message, context=context))
     try:

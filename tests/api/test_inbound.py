@@ -95,6 +95,30 @@ def test_process_message_only_from_its_sender(inbound_client: Any, issuer: Local
                                headers={**FHIR, **bearer(issuer.token(HANINGE, ALL))}).status_code == 403
 
 
+def test_a_protected_persons_municipal_delivery_needs_the_protected_scope(inbound_client: Any, issuer: LocalIssuer) -> None:
+    """The municipal delivery of a message about a person with skyddad folkbokföring is recorded with its
+    parties and the protected flag: its status is shown to the municipality only with protected-identity.read."""
+    event = json.loads(fixture_bytes("discharge", "01-inskrivning.json"))
+    event["message_id"] = str(uuid.uuid4())
+    event["person"].update(personnummer=fresh_personnummer(), skyddad_folkbokforing=True)
+    event["person"].pop("address", None)
+    event["person"].pop("phone", None)
+    message = json.loads(convert(json.dumps(event).encode(), "fhir"))
+    region = {**FHIR, **bearer(issuer.token(REGION, [scopes.INBOUND]))}
+    answer = inbound_client.post("/fhir/$process-message", json=message, headers=region)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["entry"][0]["resource"]["response"]["code"] == "ok", answer.text
+    [delivery] = [m for m in inbound_client.outbox.list() if m.payload.get("delivery") == "municipal"]
+    without = [scopes.SUBMIT, scopes.READ, scopes.REPLAY]
+    for organisation in (HANINGE, REGION):
+        refused = inbound_client.get(f"/documents/{delivery.id}", headers=bearer(issuer.token(organisation, without)))
+        assert refused.status_code == 403, refused.text
+        shown = inbound_client.get(f"/documents/{delivery.id}",
+                                   headers=bearer(issuer.token(organisation, [*without, scopes.PROTECTED])))
+        assert shown.status_code == 200, shown.text
+    assert inbound_client.get(f"/documents/{delivery.id}", headers=bearer(issuer.token(STRANGER, ALL))).status_code == 403
+
+
 def _post_plan_to_sekmet(base_url: str) -> dict[str, Any]:
     """The region creates a SIP on its server (as a transaction); the CarePlan as stored."""
     plan = json.loads(fixture_bytes("sip", "sip-karin-holm-hemsjukvard-hemtjanst.json"))
