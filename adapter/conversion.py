@@ -183,7 +183,10 @@ def dump_json(obj: Any) -> bytes:
     return out + b"\n"
 
 
-_DIGITS = bytes.maketrans(b"123456789", b"000000000")
+#: Every digit as "0" and every comma as a newline: a number ending a line ("5\n" or "5,\n") is
+#: then found with one search for "0\n" (a digit followed by a comma inside a string is found
+#: too, and passed over).
+_LINE_ENDS = bytes.maketrans(b"123456789,", b"000000000\n")
 
 
 def _exponent_forms(out: bytes) -> bool:
@@ -194,14 +197,15 @@ def _exponent_forms(out: bytes) -> bool:
     container with a bracket): so each number is found from the line ends, and looked at."""
     if out[-1:].isdigit() and b"\n" not in out:  # the document itself is a number
         return _odd_number(out)
-    lines = out.translate(_DIGITS)
-    for end in (b"0\n", b"0,\n"):
-        i = lines.find(end)
-        while i >= 0:
+    marked = out.translate(_LINE_ENDS)
+    i = marked.find(b"0\n")
+    while i >= 0:
+        after = out[i + 1 : i + 3]
+        if after[:1] == b"\n" or after == b",\n":
             start = out.rfind(b" ", 0, i) + 1
             if _odd_number(out[start : i + 1]):
                 return True
-            i = lines.find(end, i + 1)
+        i = marked.find(b"0\n", i + 1)
     return False
 
 
