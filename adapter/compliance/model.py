@@ -60,6 +60,9 @@ class Primitive:
     name: str
     json: str  # "string" | "boolean" | "integer" | "number"
     regex: re.Pattern | None
+    #: The same regex without capturing groups (the same language, matched faster): for the
+    #: fast acceptance checks, which only ask whether it matches.
+    plain: re.Pattern | None = None
 
 
 #: Field.kind values: how the walker treats a value.
@@ -81,6 +84,27 @@ def _real_date(v: str) -> bool:
     y, m, d = int(v[0:4]), int(v[5:7]), int(v[8:10])
     return d <= calendar.monthrange(y, m)[1]
 _URIS = frozenset({"uri", "url", "canonical", "oid", "uuid"})
+
+
+def non_capturing(pattern: str) -> str:
+    """`pattern` with every capturing group `(` made non-capturing `(?:` (for patterns without
+    back-references, as the R4 primitive regexes are: the language stays the same)."""
+    out: list[str] = []
+    escaped = in_class = False
+    for i, ch in enumerate(pattern):
+        if escaped:
+            escaped = False
+        elif ch == "\\":
+            escaped = True
+        elif in_class:
+            in_class = ch != "]"
+        elif ch == "[":
+            in_class = True
+        elif ch == "(" and pattern[i + 1 : i + 2] != "?":
+            out.append("(?:")
+            continue
+        out.append(ch)
+    return "".join(out)
 
 
 def fast_expr(p: "Primitive", codes: frozenset | None, v: str = "v") -> tuple[str, dict[str, Any]] | None:
@@ -112,7 +136,7 @@ def fast_expr(p: "Primitive", codes: frozenset | None, v: str = "v") -> tuple[st
         return f"(type({v}) is str and {v} != \"\" and \"<\" not in {v} and {ctl})", env
     if p.regex is None:
         return None
-    env["_RX"] = p.regex.fullmatch
+    env["_RX"] = (p.plain or p.regex).fullmatch
     if name == "base64Binary":
         # the R4 regex backtracks through every group of four: first try what the full check
         # accepts (extras.base64_ok) for text without white space, a single character class
@@ -263,7 +287,8 @@ class Rules:
         for name, p in self.raw["primitives"].items():
             # ASCII: \s and \S mean what they mean in Java regexes (the spec's regex dialect)
             rx = re.compile(p["regex"], re.S | re.ASCII) if p.get("regex") else None
-            out[name] = Primitive(name, p["json"], rx)
+            plain = re.compile(non_capturing(p["regex"]), re.S | re.ASCII) if p.get("regex") else None
+            out[name] = Primitive(name, p["json"], rx, plain)
         return out
 
     @cached_property
