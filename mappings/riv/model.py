@@ -292,30 +292,31 @@ def read(cls: type[RivType], element: Any, where: str) -> Any:
     count = len(kids)
     values: dict[str, Any] = {}
     i = 0
-    for child, tag in _qualified(cls):
+    steps, foreign = _PLANS.get(cls) or _plan(cls)
+    for child, tag, attr, many, plain in steps:
         if i < count and tags[i] == tag:
-            if child.many:
+            if many:
                 found: list[Any] = []
                 while i < count and tags[i] == tag:
                     found.append(_read_child(child, kids[i], f"{where}/{child.tag}[{len(found) + 1}]"))
                     i += 1
-                values[child.attr] = found
+                values[attr] = found
                 continue
             kid = kids[i]
             i += 1
             # a plain leaf without attributes or elements is its text; anything else is read
             # (and named in errors) by _read_child
-            if child.plain and not len(kid) and not kid.keys():
-                values[child.attr] = kid.text or ""
+            if plain and not len(kid) and not kid.keys():
+                values[attr] = kid.text or ""
             else:
-                values[child.attr] = _read_child(child, kid, f"{where}/{child.tag}")
+                values[attr] = _read_child(child, kid, f"{where}/{child.tag}")
             continue
         if child.required:
             _wrong_namespace(cls, kids[i:], where)
             got = tags[i] if i < count else "the end of the element"
             raise RivFormatError(f"{where}: missing required element {child.tag} (found {got})")
-        values[child.attr] = [] if child.many else None
-    if cls.takes_foreign():
+        values[attr] = [] if many else None
+    if foreign:
         others = []
         while i < count and _is_foreign(kids[i], cls.NS):
             others.append(_serialize(kids[i]))
@@ -327,14 +328,15 @@ def read(cls: type[RivType], element: Any, where: str) -> Any:
     return cls(**values)
 
 
-_QUALIFIED: dict[type, tuple[tuple[Child, str], ...]] = {}
+#: Per class, how `read` goes through its children: (child, `{namespace}tag`, attribute, many,
+#: plain) in schema order, and whether ##other elements may follow.
+_PLANS: dict[type, tuple[tuple[tuple[Child, str, str, bool, bool], ...], bool]] = {}
 
 
-def _qualified(cls: type[RivType]) -> tuple[tuple[Child, str], ...]:
-    """(child, `{namespace}tag`) of a class's children, in schema order (worked out once)."""
-    found = _QUALIFIED.get(cls)
-    if found is None:
-        found = _QUALIFIED[cls] = tuple((child, f"{{{cls.NS}}}{child.tag}") for child in cls.children())
+def _plan(cls: type[RivType]) -> tuple[tuple[tuple[Child, str, str, bool, bool], ...], bool]:
+    """`read`'s plan for a class (worked out once)."""
+    steps = tuple((c, f"{{{cls.NS}}}{c.tag}", c.attr, c.many, c.plain) for c in cls.children())
+    found = _PLANS[cls] = (steps, cls.takes_foreign())
     return found
 
 
