@@ -87,7 +87,8 @@ class Carry:
             value = getattr(part, attr)
             if value is None:
                 continue
-            if isinstance(value, str) and not fhir_string(value):
+            # (fhir_string's first test inline: text that starts with a non-white-space character)
+            if isinstance(value, str) and not (value and not value[0].isspace()) and not fhir_string(value):
                 if value == "":
                     self.empty.append(prefix + tag)
                 else:
