@@ -21,9 +21,17 @@ def issue(severity: str, code: str, expression: str, text: str, rule: str | None
     return out
 
 
+#: Severity -> its place in SEVERITIES (the sort key of issues).
+_RANK = {s: i for i, s in enumerate(SEVERITIES)}
+
+
+def _rank(i: dict[str, Any]) -> int:
+    return _RANK[i["severity"]]
+
+
 def outcome(issues: Iterable[dict[str, Any]]) -> dict[str, Any]:
     """An OperationOutcome; with no issues it carries the single 'all ok' information issue R4 requires."""
-    items = sorted(issues, key=lambda i: SEVERITIES.index(i["severity"]))
+    items = sorted(issues, key=_rank)
     if not items:
         items = [{"severity": "information", "code": "informational", "details": {"text": "No issues found"}}]
     return {"resourceType": "OperationOutcome", "issue": items}

@@ -50,8 +50,14 @@ class Payload:
         self.issues = issues
         self.cfg = config()
         self.by_type: dict[str, list[tuple[dict, str]]] = {}
-        for res, path in walker.resources:
-            self.by_type.setdefault(res.get("resourceType"), []).append((res, path))
+        by_type = self.by_type
+        for item in walker.resources:  # (resource, path)
+            rtype = item[0].get("resourceType")
+            found = by_type.get(rtype)
+            if found is None:
+                by_type[rtype] = [item]
+            else:
+                found.append(item)
         self._plan_activities: set[int] | None = None
         self._paths: dict[int, str] | None = None
 
@@ -107,6 +113,39 @@ def _in(c: dict, entries: list[dict]) -> bool:
     return any(c.get("system") == e["system"] and (e["code"] in ("*", c.get("code"))) for e in entries)
 
 
+class _Entries:
+    """A configured list of {system, code} entries ('*': any code of the system) as sets:
+    `has(c)` is `_in(c, entries)` in two lookups."""
+
+    __slots__ = ("entries", "any_code", "pairs")
+
+    def __init__(self, entries: list[dict]) -> None:
+        self.entries = entries
+        self.any_code = frozenset(e["system"] for e in entries if e["code"] == "*")
+        self.pairs = frozenset((e["system"], e["code"]) for e in entries)
+
+    def has(self, c: dict) -> bool:
+        system, code = c.get("system"), c.get("code")
+        if type(system) is not str or type(code) is not str:
+            return _in(c, self.entries)  # (odd JSON: the plain comparison)
+        return system in self.any_code or (system, code) in self.pairs
+
+
+_ENTRIES: dict[int, _Entries] = {}
+
+
+def _entries(entries: list[dict]) -> _Entries:
+    """`_Entries` of a configured list, made once per list object (configuration lists are
+    not changed in place)."""
+    found = _ENTRIES.get(id(entries))
+    if found is None or found.entries is not entries:
+        found = _Entries(entries)
+        if len(_ENTRIES) > 100:
+            _ENTRIES.clear()
+        _ENTRIES[id(entries)] = found
+    return found
+
+
 def _same(ref_a: Any, ref_b: Any, payload: Payload) -> bool:
     """Two references point at the same resource (same reference text or same resolved resource)."""
     if not isinstance(ref_a, dict) or not isinstance(ref_b, dict):
@@ -148,7 +187,10 @@ def rule_protected_identity(p: Payload) -> None:
     for res, path in p.walker.resources:
         meta = res.get("meta")
         labels = meta.get("security") if type(meta) is dict else None
-        if not labels or not any(isinstance(c, dict) and _in(c, cfg["labels"]) for c in labels):
+        if not labels:
+            continue
+        protected = _entries(cfg["labels"]).has
+        if not any(isinstance(c, dict) and protected(c) for c in labels):
             continue
         rt = res.get("resourceType")
         for element in cfg["withheld"].get(rt, ()):
@@ -467,9 +509,10 @@ def rule_delegation(p: Payload) -> None:
     """Medication ordination (and other non-delegable tasks) is never assigned to care staff."""
     cfg = p.cfg["delegation"]
     focus_kinds = cfg["non_delegable_focus"]
+    non_delegable, care_staff = _entries(cfg["non_delegable"]).has, _entries(cfg["care_staff"]).has
     for rtype, assignee_key in (("Task", "owner"), ("ServiceRequest", "performer")):
         for res, path in p.of(rtype):
-            what = next((c.get("display") or c.get("code") for c in codings(res.get("code")) if _in(c, cfg["non_delegable"])), None)
+            what = next((c.get("display") or c.get("code") for c in codings(res.get("code")) if non_delegable(c)), None)
             if what is None and rtype == "Task":
                 focus = p.resolve(res.get("focus"))
                 if isinstance(focus, dict) and focus.get("intent") in focus_kinds.get(focus.get("resourceType"), ()):
@@ -478,11 +521,11 @@ def rule_delegation(p: Payload) -> None:
                 continue
             refs = res.get(assignee_key)
             for j, ref in enumerate(refs if isinstance(refs, list) else [refs]):
-                if any(_in(c, cfg["care_staff"]) for c in _staff_codings(p.resolve(ref), p)):
+                if any(care_staff(c) for c in _staff_codings(p.resolve(ref), p)):
                     where = f"{path}.{assignee_key}" + (f"[{j}]" if isinstance(refs, list) else "")
                     p.add("error", "business-rule", where, f"{what} cannot be delegated and must not be assigned to care staff", "se-delegation")
     for mr, path in p.of("MedicationRequest"):
-        if any(_in(c, cfg["care_staff"]) for c in _staff_codings(p.resolve(mr.get("requester")), p)):
+        if any(care_staff(c) for c in _staff_codings(p.resolve(mr.get("requester")), p)):
             p.add("error", "business-rule", f"{path}.requester", "a medication ordination cannot be made by care staff (it cannot be delegated)", "se-delegation")
 
 
@@ -513,12 +556,27 @@ RULES: tuple[Rule, ...] = (
 _NEEDS = tuple((rule, frozenset(rule.needs)) for rule in RULES)
 
 
+#: (resource types present, rules skipped) -> the checks to run, in RULES order (bounded).
+_TO_RUN: dict[tuple, tuple[Callable[[Payload], None], ...]] = {}
+
+
+def _to_run(present: tuple[str, ...], skip: Any) -> tuple[Callable[[Payload], None], ...]:
+    """The checks of the rules not skipped and with something to check among `present` types
+    (remembered when `skip` is a frozenset, as ValidationContext makes it)."""
+    key = (present, skip) if type(skip) is frozenset else None
+    checks = _TO_RUN.get(key) if key is not None else None
+    if checks is None:
+        checks = tuple(rule.check for rule, needs in _NEEDS
+                       if not ((needs and needs.isdisjoint(present)) or (skip and rule.id in skip)))
+        if key is not None:
+            if len(_TO_RUN) > 1000:
+                _TO_RUN.clear()
+            _TO_RUN[key] = checks
+    return checks
+
+
 def check_swedish(root: dict, walker: Any, reg: Any, ctx: ValidationContext, issues: list[dict]) -> None:
     """Run every Swedish rule not skipped by the context (and with something to check)."""
     payload = Payload(root, walker, reg, ctx, issues)
-    present = payload.by_type.keys()
-    skip = ctx.skip_rules
-    for rule, needs in _NEEDS:
-        if (needs and needs.isdisjoint(present)) or (skip and rule.id in skip):
-            continue
-        rule.check(payload)
+    for check in _to_run(tuple(payload.by_type), ctx.skip_rules):
+        check(payload)
