@@ -35,6 +35,8 @@ def run(args: argparse.Namespace) -> int:
     jobs = (os.cpu_count() or 1) if jobs == 0 else jobs
     if batch and jobs > 1 and len(args.inputs) > 1:
         return _run_parallel(args.inputs, args.to, out, names, jobs)  # type: ignore[arg-type]
+    # each output's path worked out once, written with the built-in open (no pathlib work per file)
+    targets = {source: os.path.join(out, name) for source, name in names.items()} if batch else {}
     failures = 0
     for source in args.inputs:
         try:
@@ -50,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
             failures += _fail(source, str(exc) + kept)
             continue
         if batch:
-            (out / names[source]).write_bytes(result)  # type: ignore[operator]
+            _write(targets[source], result)
         elif out is not None:
             out.write_bytes(result)
         else:
@@ -75,8 +77,14 @@ def _convert_chunk(chunk: list[tuple[str, str]], to: str) -> list[tuple[str, str
         except conversion.ConversionError as exc:
             failed.append((source, str(exc), exc.outcome))
             continue
-        Path(target).write_bytes(result)
+        _write(target, result)
     return failed
+
+
+def _write(path: str, data: bytes) -> None:
+    """Write one output file whole."""
+    with open(path, "wb") as fh:
+        fh.write(data)
 
 
 def _run_parallel(inputs: list[str], to: str, out: Path, names: dict[str, str], jobs: int) -> int:
