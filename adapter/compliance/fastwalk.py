@@ -118,8 +118,13 @@ def _post(f: Field, item: str, path: str, consts: _Consts, ind: str) -> list[str
     """`Walker._post` for a Reference, Coding or CodeableConcept value, inlined."""
     if f.post == POST_REFERENCE:
         # `Walker.reference` for a urn:uuid: reference (the usual one inside a Bundle): it is
-        # neither local nor Type/id, so it is only noted for resolution when the Bundle closes
+        # neither local nor Type/id, so it is only noted for resolution when the Bundle closes;
+        # and for a `Type/id` reference already parsed once (`base.ref_parts`) naming a type
+        # allowed here: no issue, only noted for resolution with its parts
         F = consts.add(f, "f")
+        types = rules().resource_types
+        ok = consts.add(types & f.targets if f.targets else types, "ok")
+        parts = consts.add(base._REF_PARTS.get, "parts")
         return [
             f"{ind}_r = {item}.get('reference')",
             f"{ind}if type(_r) is str and _r[:9] == 'urn:uuid:':",
@@ -127,6 +132,11 @@ def _post(f: Field, item: str, path: str, consts: _Consts, ind: str) -> list[str
             f"{ind}        _sc = w.scopes[-1]",
             f"{ind}        if _sc.kind != 'Parameters' or w.res is not _sc.owner:",
             f"{ind}            _sc.refs.append(({path}, _r, {F}, w.entry_url))",
+            f"{ind}elif type(_r) is str and (_pt := {parts}(_r)) is not None and _pt[1] in {ok}:",
+            f"{ind}    if w.scopes:",
+            f"{ind}        _sc = w.scopes[-1]",
+            f"{ind}        if _sc.kind != 'Parameters' or w.res is not _sc.owner:",
+            f"{ind}            _sc.refs.append(({path}, _r, {F}, w.entry_url, _pt))",
             f"{ind}else:",
             f"{ind}    w.reference({item}, {F}, {path})",
         ]
