@@ -181,12 +181,23 @@ class Walker:
     def _open_scope(self, res: dict, rt: str) -> BundleScope:
         scope = BundleScope(rt, res.get("type") if rt == "Bundle" else None, res)
         if rt == "Bundle":
-            index = self.index
+            # `scope.add(url, resource)` and `self.index.add(url, resource)` for every entry, in one pass
+            by_url, by_type_id = scope.by_url, scope.by_type_id
+            all_by_url, all_by_type_id = self.index.by_url, self.index.by_type_id
             for e in res.get("entry") or ():
                 if isinstance(e, dict):
-                    url, entry_res = e.get("fullUrl"), e.get("resource")
-                    scope.add(url, entry_res)
-                    index.add(url, entry_res)
+                    entry_res = e.get("resource")
+                    if not isinstance(entry_res, dict):
+                        continue
+                    url = e.get("fullUrl")
+                    if isinstance(url, str):
+                        by_url.setdefault(url, entry_res)
+                        all_by_url.setdefault(url, entry_res)
+                    rtype, rid = entry_res.get("resourceType"), entry_res.get("id")
+                    if isinstance(rtype, str) and isinstance(rid, str):
+                        key = (rtype, rid)
+                        by_type_id.setdefault(key, entry_res)
+                        all_by_type_id.setdefault(key, entry_res)
         else:
             todo = list(res.get("parameter") or ())
             while todo:
@@ -202,9 +213,12 @@ class Walker:
 
     def _close_scope(self, scope: BundleScope) -> None:
         transactional = scope.btype in ("transaction", "batch")
+        by_url = scope.by_url
         for item in scope.refs:
             path, ref, f, full_url = item[0], item[1], item[2], item[3]
-            target = scope.find(ref, full_url, item[4] if len(item) > 4 else None)
+            target = by_url.get(ref)  # (the first thing `find` tries: usually enough)
+            if target is None:
+                target = scope.find(ref, full_url, item[4] if len(item) > 4 else None)
             if target is None:
                 if ref.startswith("urn:"):
                     if transactional:

@@ -57,9 +57,15 @@ def _bundle(w: Any, node: dict, path: str) -> None:
     entries = [e for e in node.get("entry") or () if isinstance(e, dict)] if isinstance(node.get("entry"), list) else []
     wants_request = btype in ("batch", "transaction", "history")
     wants_response = btype in ("batch-response", "transaction-response", "history")
-    if any(("request" in e) != wants_request for e in entries):
+    bad_request = bad_response = False
+    for e in entries:
+        if ("request" in e) != wants_request:
+            bad_request = True
+        if ("response" in e) != wants_response:
+            bad_response = True
+    if bad_request:
         w.error(path, f"Constraint failed: bdl-3: '{_BDL['bdl-3']}'", "invariant", "bdl-3")
-    if any(("response" in e) != wants_response for e in entries):
+    if bad_response:
         w.error(path, f"Constraint failed: bdl-4: '{_BDL['bdl-4']}'", "invariant", "bdl-4")
     if btype != "history":
         keys = [(e["fullUrl"], ((e.get("resource") or {}).get("meta") or {}).get("versionId") if isinstance(e.get("resource"), dict) else None)

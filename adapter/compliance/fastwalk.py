@@ -50,6 +50,8 @@ ELE_1 = "Constraint failed: ele-1: 'All FHIR elements must have a @value or chil
 #: Types with at most this many keys dispatch by comparing the key in turn (else: index and tree).
 _CHAIN_MAX = 7
 _RARE_KEYS = frozenset({"id", "extension", "modifierExtension"})
+#: `_HAS_CHOICE(n, 'name')` in an acceptor's source.
+_HAS_CHOICE_N = re.compile(r"_HAS_CHOICE\(n, '(\w+)'\)")
 #: List items whose path suffix (`.name[i]`) is made once per field rather than for every item.
 _SUFFIXES = 8
 
@@ -167,9 +169,24 @@ def _post(f: Field, item: str, path: str, consts: _Consts, ind: str) -> list[str
     return []
 
 
-def _invariants(invs: tuple, node: str, path: str, consts: _Consts, ind: str) -> list[str]:
+def _choice_test(t: TypeRule, g: str) -> str:
+    """`_has_choice(node, g)` after the key loop of the type's walker: a choice variant of `g`
+    the type knows is in `choices` (its handler put `g` there), another known key of that shape
+    is tested by name, and only when the loop met an unknown key (`odd`) are the keys scanned."""
+    n = len(g)
+    keys = [k for k, (_mode, f) in t.dispatch.items() if not (f.choice and f.name == g)]
+    if t.kind == "resource":
+        keys.append("resourceType")
+    tests = [f"(choices is not None and {g!r} in choices)"]
+    tests += [f"{k!r} in node" for k in keys if len(k) > n and k.startswith(g) and k[n].isupper()]
+    tests.append(f"(odd and _HAS_CHOICE(node, {g!r}))")
+    return " or ".join(tests)
+
+
+def _invariants(invs: tuple, node: str, path: str, consts: _Consts, ind: str, t: TypeRule | None = None) -> list[str]:
     """`Walker.invariant` for each invariant: its guard (elements of which one must be present)
-    and its acceptor (native.py) inlined, then the FHIRPath when neither settles it."""
+    and its acceptor (native.py) inlined, then the FHIRPath when neither settles it. With `t`:
+    the invariants of the type itself, after its key loop (see `_choice_test`)."""
     out = []
     choice_names = rules().choice_names
     for inv in invs:
@@ -180,13 +197,16 @@ def _invariants(invs: tuple, node: str, path: str, consts: _Consts, ind: str) ->
             for k, v in accept.env.items():
                 if not k.startswith("__"):
                     _G.setdefault(k, v)
-            body = [f"n = {node}", f"if type(n) is not dict or not ({accept.src}):", "    " + body[0]]
+            src = accept.src
+            if t is not None:  # (`n` is the type's node here)
+                src = _HAS_CHOICE_N.sub(lambda m: f"({_choice_test(t, m.group(1))})", src)
+            body = [f"n = {node}", f"if type(n) is not dict or not ({src}):", "    " + body[0]]
         if inv.guard is not None:
             tests = []
             for g in inv.guard:
                 tests += [f"{g!r} in {node}", f"{'_' + g!r} in {node}"]
                 if g in choice_names:
-                    tests.append(f"_HAS_CHOICE({node}, {g!r})")
+                    tests.append(_choice_test(t, g) if t is not None else f"_HAS_CHOICE({node}, {g!r})")
             out.append(f"{ind}if type({node}) is not dict or {' or '.join(tests)}:")
             out += [f"{ind}    {line}" for line in body]
         else:
@@ -341,6 +361,7 @@ def _source(t: TypeRule, fname: str) -> tuple[str, list[Any]]:
         "if type(node) is not dict:",
         f"    return _GENERIC_OBJ(w, node, {T}, path)",
         "choices = None",
+        "odd = False",  # an unknown key met (see `_choice_test`)
     ]
     if t.is_entry:
         body += ["entry_saved = w.entry_url", "fu = node.get('fullUrl')", "w.entry_url = fu if isinstance(fu, str) else None"]
@@ -351,13 +372,14 @@ def _source(t: TypeRule, fname: str) -> tuple[str, list[Any]]:
         for n, i in enumerate(order):
             body.append(f"    {'if' if n == 0 else 'elif'} key == {keys[i]!r}:")
             body += ["        " + line for line in handlers[i]] or ["        pass"]
-        body += ["    else:" if order else "    if True:", f"        _ODD_KEY(w, node, key, val, {T}, path)"]
+        body += ["    else:" if order else "    if True:", f"        _ODD_KEY(w, node, key, val, {T}, path)", "        odd = True"]
     else:
         index = consts.add({k: i for i, k in enumerate(keys)}.get, "idx")
         body += [
             f"    c = {index}(key)",
             "    if c is None:",
             f"        _ODD_KEY(w, node, key, val, {T}, path)",
+            "        odd = True",
             "        continue",
         ]
         body += _tree(handlers, 0, len(handlers), "    ")
@@ -377,7 +399,7 @@ def _source(t: TypeRule, fname: str) -> tuple[str, list[Any]]:
         body += ["else:", f"    w.error(path, {msg!r}, 'required', 'cardinality')"]
     if t.hook is not None:
         body.append(f"{consts.add(t.hook, 'hook')}(w, node, path)")
-    body += _invariants(t.invariants, "node", "path", consts, "")
+    body += _invariants(t.invariants, "node", "path", consts, "", t)
     src = [f"def make({', '.join(consts.names)}):", f"    def {fname}(w, node, path):"]
     src += ["        " + line for line in body]
     src.append(f"    return {fname}")
