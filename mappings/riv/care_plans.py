@@ -41,8 +41,7 @@ def to_fhir(xml: Any) -> Bundle:
     return common.response_to_fhir(xml, CarePlansResponse, "carePlan", _care_plan, "riv-care-plans")
 
 
-def _care_plan(plan: CarePlan, where: str, entries: Entries) -> str:
-    carry = Carry.take(plan)
+def _care_plan(plan: CarePlan, where: str, entries: Entries, carry: Carry) -> str:
     h, body = plan.header, plan.body
     parts = common.header_to_fhir(h, "carePlanHeader", f"{where}/carePlanHeader", entries, title_extension=False)
     bwhere = f"{where}/carePlanBody"

@@ -39,8 +39,7 @@ def to_fhir(xml: Any) -> Bundle:
     return common.response_to_fhir(xml, CareServicesResponse, "careService", _care_service, "riv-care-services")
 
 
-def _care_service(service: CareService, where: str, entries: Entries) -> str:
-    carry = Carry.take(service)
+def _care_service(service: CareService, where: str, entries: Entries, carry: Carry) -> str:
     h, body = service.header, service.body
     parts = common.header_to_fhir(h, "careServiceHeader", f"{where}/careServiceHeader", entries, title_extension=True)
     bwhere = f"{where}/careServiceBody"

@@ -859,22 +859,33 @@ def with_meta(bundle: Resource, result: Result, carry: Carry) -> Resource:
 # ======================================================================================
 
 
-def response_to_fhir(xml: Any, cls: type[model.RivType], item_tag: str, read_item: Callable[[Any, str, Entries], str], bundle_kind: str) -> Resource:
-    """Read a response of type `cls` into one transaction Bundle: `read_item(item, where, entries)`
-    adds each item's entries and returns its document key (unique in the response)."""
-    response = model.parse_response(xml, cls)
-    response_carry = Carry.take(response, skip=("items",))
+def response_to_fhir(
+    xml: Any, cls: type[model.RivType], item_tag: str, read_item: Callable[[Any, str, Entries, Carry], str], bundle_kind: str
+) -> Resource:
+    """Read a response of type `cls` into one transaction Bundle: `read_item(item, where, entries,
+    carry)` adds each item's entries (the item's empties and foreign XML already moved to `carry`)
+    and returns its document key (unique in the response)."""
+    reading = model.Reading()
+    response = model.parse_response(xml, cls, reading)
+    # (a document the reader saw nothing to carry in needs no walk to find that out)
+    take = Carry.take if reading.carries else _nothing_to_carry
+    response_carry = take(response, skip=("items",))
     entries = Entries()
     keys: list[str] = []
     seen: set[str] = set()
     for n, item in enumerate(response.items, start=1):
-        key = read_item(item, f"{item_tag}[{n}]", entries)
+        key = read_item(item, f"{item_tag}[{n}]", entries, take(item))
         if key in seen:
             raise RivFormatError(f"{item_tag}[{n}]: documentId occurs twice from the same sourceSystemHSAId")
         seen.add(key)
         keys.append(key)
     bundle = f.transaction(entries.list, f"{bundle_kind}|" + "|".join(keys) + "|" + (response.result.log_id or ""))
     return with_meta(bundle, response.result, response_carry)
+
+
+def _nothing_to_carry(obj: model.RivType, skip: Iterable[str] = ()) -> Carry:
+    """`Carry.take` of a part the reader found nothing to carry in: an empty Carry."""
+    return Carry()
 
 
 def read_bundle(bundle: Resource) -> tuple[f.BundleIndex, Result | None, Carry]:

@@ -270,18 +270,34 @@ Response = CareServicesResponse | CarePlansResponse
 # --- Reading ----------------------------------------------------------------------------
 
 
-def parse_response(xml: Any, cls: type[RivType]) -> Any:
+@dataclass
+class Reading:
+    """What `read` noticed on its way through a document.
+
+    `carries` is set when the document holds anything `Carry.take` (mappings.riv.common) moves
+    out of it: a simple value that is empty or starts with white space (a FHIR string may not hold
+    some of those), an element with no child elements (a part that may hold nothing), or foreign
+    XML. While it is unset, every part holds a value and `Carry.take` would find nothing."""
+
+    carries: bool = False
+
+
+#: Where `read` notes what it sees when the caller does not ask (nobody looks at it).
+_UNNOTICED = Reading()
+
+
+def parse_response(xml: Any, cls: type[RivType], seen: Reading = _UNNOTICED) -> Any:
     """Parse (safely) and read a whole response document of type `cls` (bytes or text, or its root
-    element already parsed with `safexml.parse`)."""
+    element already parsed with `safexml.parse`); what the reading met is noted in `seen`."""
     root = safexml.parse(xml) if isinstance(xml, (bytes, str)) else xml
     expected = f"{{{cls.NS}}}{cls.ROOT}"  # type: ignore[attr-defined]
     if root.tag != expected:
         raise RivFormatError(f"not a {cls.ROOT} of {cls.NS}: the root element is {root.tag}")  # type: ignore[attr-defined]
-    return read(cls, root, cls.ROOT)  # type: ignore[attr-defined]
+    return read(cls, root, cls.ROOT, seen)  # type: ignore[attr-defined]
 
 
-def read(cls: type[RivType], element: Any, where: str) -> Any:
-    """Read `element` as an instance of `cls`, strictly in schema order."""
+def read(cls: type[RivType], element: Any, where: str, seen: Reading = _UNNOTICED) -> Any:
+    """Read `element` as an instance of `cls`, strictly in schema order (noting in `seen`)."""
     if element.keys():
         _check_attributes(element, where)
     text = element.text
@@ -290,6 +306,8 @@ def read(cls: type[RivType], element: Any, where: str) -> Any:
     kids = list(element.iterchildren(etree.Element))  # elements only (no comments, PIs, entities)
     tags = [k.tag for k in kids]  # (lxml makes a new tag string on every access: each read once)
     count = len(kids)
+    if not count:
+        seen.carries = True
     values: dict[str, Any] = {}
     i = 0
     steps, foreign = _PLANS.get(cls) or _plan(cls)
@@ -298,7 +316,7 @@ def read(cls: type[RivType], element: Any, where: str) -> Any:
             if many:
                 found: list[Any] = []
                 while i < count and tags[i] == tag:
-                    found.append(_read_child(child, kids[i], f"{where}/{child.tag}[{len(found) + 1}]"))
+                    found.append(_read_child(child, kids[i], f"{where}/{child.tag}[{len(found) + 1}]", seen))
                     i += 1
                 values[attr] = found
                 continue
@@ -307,9 +325,12 @@ def read(cls: type[RivType], element: Any, where: str) -> Any:
             # a plain leaf without attributes or elements is its text; anything else is read
             # (and named in errors) by _read_child
             if plain and not len(kid) and not kid.keys():
-                values[attr] = kid.text or ""
+                text = kid.text
+                if not text or text[0].isspace():
+                    seen.carries = True
+                values[attr] = text or ""
             else:
-                values[attr] = _read_child(child, kid, f"{where}/{child.tag}")
+                values[attr] = _read_child(child, kid, f"{where}/{child.tag}", seen)
             continue
         if child.required:
             _wrong_namespace(cls, kids[i:], where)
@@ -321,6 +342,8 @@ def read(cls: type[RivType], element: Any, where: str) -> Any:
         while i < count and _is_foreign(kids[i], cls.NS):
             others.append(_serialize(kids[i]))
             i += 1
+        if others:
+            seen.carries = True
         values["other"] = others
     if i < count:
         _wrong_namespace(cls, kids[i:], where)
@@ -351,13 +374,16 @@ def _wrong_namespace(cls: type[RivType], rest: list[Any], where: str) -> None:
         raise RivFormatError(f"{where}: element {local} is in {ns}; the contract puts it in {cls.NS}")
 
 
-def _read_child(child: Child, element: Any, where: str) -> Any:
+def _read_child(child: Child, element: Any, where: str, seen: Reading = _UNNOTICED) -> Any:
     if child.complex:
-        return read(child.kind, element, where)
+        return read(child.kind, element, where, seen)
     _check_attributes(element, where)
     if len(element):
         raise RivFormatError(f"{where}: a simple element cannot contain elements")
-    return leaf_value(child.kind, element.text or "", where, RivFormatError)
+    value = leaf_value(child.kind, element.text or "", where, RivFormatError)
+    if isinstance(value, str) and (not value or value[0].isspace()):
+        seen.carries = True
+    return value
 
 
 def leaf_value(kind: str, text: str, where: str, error: type[Exception]) -> Any:
