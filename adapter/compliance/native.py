@@ -205,6 +205,45 @@ def _bdl_8(n: dict) -> bool:
     return absent(n, "fullUrl")  # contains() on nothing is false
 
 
+def _not_home(n: dict) -> bool:
+    """`where(use = 'home').empty()` (org-2, org-3): a `use` other than 'home', or none at all."""
+    use = n.get("use")
+    if type(use) is str:
+        return use != "home"
+    return "use" not in n and "_use" not in n
+
+
+_UCUM = fhirpath.UCUM
+
+
+def _drt_1(n: dict) -> bool:
+    """`code.exists() implies ((system = %ucum) and value.exists())`."""
+    if absent(n, "code"):
+        return True
+    value = n.get("value")
+    return type(n.get("code")) is str and n.get("system") == _UCUM and (type(value) is int or type(value) is float)
+
+
+def _rat_1(n: dict) -> bool:
+    """`(numerator.empty() xor denominator.exists()) and (numerator.exists() or extension.exists())`:
+    both a numerator and a denominator."""
+    num, den = n.get("numerator"), n.get("denominator")
+    return type(num) is dict and bool(num) and type(den) is dict and bool(den)
+
+
+def _bdl_12(n: dict) -> bool:
+    """`type = 'message' implies entry.first().resource.is(MessageHeader)`."""
+    btype = n.get("type")
+    if type(btype) is not str or "_type" in n:
+        return False
+    if btype != "message":
+        return True
+    entries = n.get("entry")
+    first = entries[0] if type(entries) is list and entries else None
+    res = first.get("resource") if type(first) is dict else None
+    return type(res) is dict and res.get("resourceType") == "MessageHeader"
+
+
 #: key -> (the exact expression, test): hand-written where the expression compares, counts or
 #: looks into a string.
 SPECIAL: dict[str, tuple[str, Callable[[dict], bool]]] = {
@@ -214,6 +253,11 @@ SPECIAL: dict[str, tuple[str, Callable[[dict], bool]]] = {
     "tim-5": ("period.exists() implies period >= 0", _not_negative("period")),
     "org-1": ("(identifier.count() + name.count()) > 0", _org_1),
     "bdl-8": ("fullUrl.contains('/_history/').not()", _bdl_8),
+    "org-2": ("where(use = 'home').empty()", _not_home),
+    "org-3": ("where(use = 'home').empty()", _not_home),
+    "drt-1": ("code.exists() implies ((system = %ucum) and value.exists())", _drt_1),
+    "rat-1": ("(numerator.empty() xor denominator.exists()) and (numerator.exists() or extension.exists())", _rat_1),
+    "bdl-12": ("type = 'message' implies entry.first().resource.is(MessageHeader)", _bdl_12),
 }
 
 
