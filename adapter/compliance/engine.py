@@ -45,7 +45,7 @@ def _watched_systems() -> frozenset[str]:
 
 def _profiles(resource: dict, profile: str | None, walker: Walker, reg: Any, issues: list[dict], fast: bool = True) -> None:
     """Layer 2: every resource claiming a carebridge profile, plus the one asked for."""
-    if profile is None and not any(isinstance(r.get("meta"), dict) and r["meta"].get("profile") for r, _ in walker.resources):
+    if profile is None and not _claims_profiles(walker.resources):
         return
     checker = ProfileChecker(reg, walker.resolve, issues)
     checked: set[tuple[int, str]] = set()
@@ -77,6 +77,15 @@ def _profiles(resource: dict, profile: str | None, walker: Walker, reg: Any, iss
     for r, path in targets:
         if (id(r), p.url) not in checked:
             _check(checker, r, p, path, reg, walker.resolve, fast)
+
+
+def _claims_profiles(resources: list[tuple[dict, str]]) -> bool:
+    """Does any of the resources claim a profile (a non-empty meta.profile)?"""
+    for r, _ in resources:
+        meta = r.get("meta")
+        if isinstance(meta, dict) and meta.get("profile"):
+            return True
+    return False
 
 
 def _check(checker: ProfileChecker, res: dict, p: Any, path: str, reg: Any, resolver: Any, fast: bool) -> None:

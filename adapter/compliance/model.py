@@ -154,33 +154,47 @@ def fast_expr(p: "Primitive", codes: frozenset | None, v: str = "v") -> tuple[st
         env["_REAL_DATE"] = _real_date
         return f"(type({v}) is str and _RX({v}) is not None and (len({v}) < 10 or {v}[8:10] <= \"28\" or _REAL_DATE({v})))", env
     if name in ("uri", "url", "canonical"):
-        # URIs that passed are remembered (`_uri_ok`): systems, profiles and value sets recur
-        env["_SEEN"] = _URIS_SEEN
-        env["_MEMO"] = _uri_ok
+        # values that passed are remembered (`_Uris`): systems, profiles and value sets recur
+        uris = _URLS if name == "url" else _URIS
+        env["_SEEN"] = uris.seen
+        env["_MEMO"] = uris.ok
         return f"(type({v}) is str and ({v} in _SEEN or _MEMO({v})))", env
     return f"(type({v}) is str and _RX({v}) is not None)", env
 
 
 def _uri_fast(v: str) -> bool:
-    """The fast acceptance of a uri, url or canonical (the full check decides when False)."""
+    """The fast acceptance of a uri or canonical (the full check decides when False)."""
     # \S*: no space, and isprintable() rules out the other ASCII whitespace; a valid lower-case
     # urn:uuid: or urn:oid: has no white space either
-    return (v != "" and v[0] != "#" and v[:4] != "urn:" and " " not in v and v.isprintable() and "example" not in v
-            and "acme." not in v or v[:4] == "urn:" and _URN.fullmatch(v) is not None)
+    return (v != "" and v[0] != "#" and v[:4] != "urn:" and " " not in v and v.isprintable()
+            or v[:4] == "urn:" and _URN.fullmatch(v) is not None)
 
 
-#: uri/url/canonical values `_uri_fast` accepted (the same test serves the three types).
-_URIS_SEEN: set[str] = set()
+def _url_fast(v: str) -> bool:
+    """The fast acceptance of a url: a uri that is not an example URL (which the full check
+    may report, see `Walker._uri`)."""
+    return _uri_fast(v) and (v[:4] == "urn:" or "example" not in v and "acme." not in v)
 
 
-def _uri_ok(v: str) -> bool:
-    """`_uri_fast`, remembering the values it accepts in `_URIS_SEEN` (bounded)."""
-    if not _uri_fast(v):
-        return False
-    if len(_URIS_SEEN) > 50000:
-        _URIS_SEEN.clear()
-    _URIS_SEEN.add(v)
-    return True
+class _Uris:
+    """Values of one fast acceptance test (`_uri_fast` or `_url_fast`) that passed, remembered."""
+
+    def __init__(self, test: Callable[[str], bool]) -> None:
+        self.test = test
+        self.seen: set[str] = set()
+
+    def ok(self, v: str) -> bool:
+        """`test(v)`, remembering `v` when it passes (bounded)."""
+        if not self.test(v):
+            return False
+        if len(self.seen) > 50000:
+            self.seen.clear()
+        self.seen.add(v)
+        return True
+
+
+_URIS = _Uris(_uri_fast)  # uri and canonical
+_URLS = _Uris(_url_fast)  # url
 
 
 def fast_check(p: "Primitive", codes: frozenset | None) -> Callable[[Any], bool] | None:
