@@ -9,6 +9,7 @@ every element, data type and resource.
 from __future__ import annotations
 
 import re
+from types import MethodType
 from typing import Any, Callable
 
 from adapter.compliance import extras, fhirpath, narrative
@@ -96,6 +97,8 @@ class BundleScope:
 
 
 _UNSET = object()
+#: The index of a payload without Bundles or Parameters: empty, and never added to.
+_NO_ENTRIES = BundleScope("payload", None, {})
 #: Code system lookups (R4 rules, then the extra lookup) remembered per extra lookup: the engine
 #: always passes the registry's, so one table serves every payload of the process.
 _KNOWN_CS: dict[Any, dict[str, Any]] = {}
@@ -106,7 +109,10 @@ _KNOWN_EXT: dict[Any, dict[str, Any]] = {}
 
 def _known_codesystems(extra: Callable[[str], Any], tables: dict[Any, dict[str, Any]] = _KNOWN_CS) -> dict[str, Any]:
     """The table of lookups remembered for this extra lookup (code systems, or extensions)."""
-    key = (getattr(extra, "__self__", None), getattr(extra, "__func__", extra))
+    if type(extra) is MethodType:  # (the engine's: a bound method of the registry)
+        key = (extra.__self__, extra.__func__)
+    else:
+        key = (getattr(extra, "__self__", None), getattr(extra, "__func__", extra))
     if key[0] is None:
         return {}  # a one-off lookup function: remember for this walker only
     table = tables.get(key)
@@ -133,7 +139,7 @@ class Walker:
         self.extra_codesystems = extra_codesystems or (lambda url: None)
         self.extra_extensions = extra_extensions or (lambda url: None)
         self.resources: list[tuple[dict, str]] = []  # every resource met, with its path
-        self.index = BundleScope("payload", None, {})  # every Bundle entry / parameter resource met
+        self.index = _NO_ENTRIES  # every Bundle entry / parameter resource met (see `_open_scope`)
         self.seen_codes: set[tuple[str, str]] = set()  # (system, code) of every Coding met
         self.watched_systems: frozenset[str] = watch_identifier_systems
         self.watched_identifiers: list[tuple[str, dict]] = []  # Identifiers with a watched system
@@ -180,6 +186,8 @@ class Walker:
 
     def _open_scope(self, res: dict, rt: str) -> BundleScope:
         scope = BundleScope(rt, res.get("type") if rt == "Bundle" else None, res)
+        if self.index is _NO_ENTRIES:  # the first Bundle or Parameters: the payload's own index
+            self.index = BundleScope("payload", None, {})
         if rt == "Bundle":
             # `scope.add(url, resource)` and `self.index.add(url, resource)` for every entry, in one pass
             by_url, by_type_id = scope.by_url, scope.by_type_id
