@@ -867,14 +867,12 @@ def response_to_fhir(
     and returns its document key (unique in the response)."""
     reading = model.Reading()
     response = model.parse_response(xml, cls, reading)
-    # (a document the reader saw nothing to carry in needs no walk to find that out)
-    take = Carry.take if reading.carries else _nothing_to_carry
-    response_carry = take(response, skip=("items",))
+    response_carry = _carry_of(reading, response, skip=("items",))
     entries = Entries()
     keys: list[str] = []
     seen: set[str] = set()
     for n, item in enumerate(response.items, start=1):
-        key = read_item(item, f"{item_tag}[{n}]", entries, take(item))
+        key = read_item(item, f"{item_tag}[{n}]", entries, _carry_of(reading, item))
         if key in seen:
             raise RivFormatError(f"{item_tag}[{n}]: documentId occurs twice from the same sourceSystemHSAId")
         seen.add(key)
@@ -883,9 +881,9 @@ def response_to_fhir(
     return with_meta(bundle, response.result, response_carry)
 
 
-def _nothing_to_carry(obj: model.RivType, skip: Iterable[str] = ()) -> Carry:
-    """`Carry.take` of a part the reader found nothing to carry in: an empty Carry."""
-    return Carry()
+def _carry_of(reading: model.Reading, part: model.RivType, skip: Iterable[str] = ()) -> Carry:
+    """`Carry.take(part, skip)`, without the walk when the reader met nothing to carry in `part`."""
+    return Carry.take(part, skip) if reading.carries(part) else Carry()
 
 
 def read_bundle(bundle: Resource) -> tuple[f.BundleIndex, Result | None, Carry]:

@@ -270,23 +270,25 @@ Response = CareServicesResponse | CarePlansResponse
 # --- Reading ----------------------------------------------------------------------------
 
 
-@dataclass
 class Reading:
-    """What `read` noticed on its way through a document.
+    """What `read` met on its way through a document that `Carry.take` (mappings.riv.common)
+    would move out of it: a simple value that is empty or starts with white space (a FHIR string
+    may not hold some of those), an element with no child elements (a part that may hold
+    nothing), or foreign XML.
 
-    `carries` is set when the document holds anything `Carry.take` (mappings.riv.common) moves
-    out of it: a simple value that is empty or starts with white space (a FHIR string may not hold
-    some of those), an element with no child elements (a part that may hold nothing), or foreign
-    XML. While it is unset, every part holds a value and `Carry.take` would find nothing."""
+    `marks` counts what was met; `carrying` holds (the id of) every part read with something met
+    inside it. `carries(part)` is false only if `Carry.take(part)` would find nothing: every
+    part below holds a value a FHIR string can hold, and nothing is foreign."""
 
-    carries: bool = False
+    def __init__(self) -> None:
+        self.marks = 0
+        self.carrying: set[int] = set()
+
+    def carries(self, part: RivType) -> bool:
+        return id(part) in self.carrying
 
 
-#: Where `read` notes what it sees when the caller does not ask (nobody looks at it).
-_UNNOTICED = Reading()
-
-
-def parse_response(xml: Any, cls: type[RivType], seen: Reading = _UNNOTICED) -> Any:
+def parse_response(xml: Any, cls: type[RivType], seen: Reading | None = None) -> Any:
     """Parse (safely) and read a whole response document of type `cls` (bytes or text, or its root
     element already parsed with `safexml.parse`); what the reading met is noted in `seen`."""
     root = safexml.parse(xml) if isinstance(xml, (bytes, str)) else xml
@@ -296,8 +298,9 @@ def parse_response(xml: Any, cls: type[RivType], seen: Reading = _UNNOTICED) -> 
     return read(cls, root, cls.ROOT, seen)  # type: ignore[attr-defined]
 
 
-def read(cls: type[RivType], element: Any, where: str, seen: Reading = _UNNOTICED) -> Any:
+def read(cls: type[RivType], element: Any, where: str, seen: Reading | None = None) -> Any:
     """Read `element` as an instance of `cls`, strictly in schema order (noting in `seen`)."""
+    marks = seen.marks if seen is not None else 0
     if element.keys():
         _check_attributes(element, where)
     text = element.text
@@ -306,8 +309,8 @@ def read(cls: type[RivType], element: Any, where: str, seen: Reading = _UNNOTICE
     kids = list(element.iterchildren(etree.Element))  # elements only (no comments, PIs, entities)
     tags = [k.tag for k in kids]  # (lxml makes a new tag string on every access: each read once)
     count = len(kids)
-    if not count:
-        seen.carries = True
+    if not count and seen is not None:
+        seen.marks += 1
     values: dict[str, Any] = {}
     i = 0
     steps, foreign = _PLANS.get(cls) or _plan(cls)
@@ -326,8 +329,8 @@ def read(cls: type[RivType], element: Any, where: str, seen: Reading = _UNNOTICE
             # (and named in errors) by _read_child
             if plain and not len(kid) and not kid.keys():
                 text = kid.text
-                if not text or text[0].isspace():
-                    seen.carries = True
+                if (not text or text[0].isspace()) and seen is not None:
+                    seen.marks += 1
                 values[attr] = text or ""
             else:
                 values[attr] = _read_child(child, kid, f"{where}/{child.tag}", seen)
@@ -342,13 +345,16 @@ def read(cls: type[RivType], element: Any, where: str, seen: Reading = _UNNOTICE
         while i < count and _is_foreign(kids[i], cls.NS):
             others.append(_serialize(kids[i]))
             i += 1
-        if others:
-            seen.carries = True
+        if others and seen is not None:
+            seen.marks += 1
         values["other"] = others
     if i < count:
         _wrong_namespace(cls, kids[i:], where)
         raise RivFormatError(f"{where}: unexpected element {tags[i]}")
-    return cls(**values)
+    part = cls(**values)
+    if seen is not None and seen.marks != marks:
+        seen.carrying.add(id(part))
+    return part
 
 
 #: Per class, how `read` goes through its children: (child, `{namespace}tag`, attribute, many,
@@ -374,15 +380,15 @@ def _wrong_namespace(cls: type[RivType], rest: list[Any], where: str) -> None:
         raise RivFormatError(f"{where}: element {local} is in {ns}; the contract puts it in {cls.NS}")
 
 
-def _read_child(child: Child, element: Any, where: str, seen: Reading = _UNNOTICED) -> Any:
+def _read_child(child: Child, element: Any, where: str, seen: Reading | None = None) -> Any:
     if child.complex:
         return read(child.kind, element, where, seen)
     _check_attributes(element, where)
     if len(element):
         raise RivFormatError(f"{where}: a simple element cannot contain elements")
     value = leaf_value(child.kind, element.text or "", where, RivFormatError)
-    if isinstance(value, str) and (not value or value[0].isspace()):
-        seen.carries = True
+    if isinstance(value, str) and (not value or value[0].isspace()) and seen is not None:
+        seen.marks += 1
     return value
 
 
