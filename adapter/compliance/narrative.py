@@ -30,6 +30,8 @@ _ATTR_NAME = re.compile(r"""\s+([^\s=/>]+)\s*=\s*(?:"[^"]*"|'[^']*')""")
 _TEXT = re.compile(r">[^<]*?[^\s<]")  # some non-whitespace character data between tags
 _ROOT = re.compile(r"\s*<div\b([^>]*)>")
 _XMLNS = re.compile(r"""\sxmlns\s*=\s*["']http://www\.w3\.org/1999/xhtml["']""")
+#: `_ROOT` matches and `_XMLNS` is found in its attributes, in one match.
+_XHTML_ROOT = re.compile(r"\s*<div\b[^>]*?" + _XMLNS.pattern + r"[^>]*>")
 
 
 def _trie(words: frozenset[str]) -> str:
@@ -74,12 +76,13 @@ def problems(div: str) -> tuple[tuple[str, str], ...]:
         if exc.code == expat.errors.codes[expat.errors.XML_ERROR_UNDEFINED_ENTITY]:
             reason = "invalid entity in the XHTML (only &lt; &gt; &amp; &quot; &apos; and numeric references are allowed)"
         return (("txt-1", f"narrative is not well-formed XHTML: {reason}"),)
-    root = _ROOT.match(div)
-    # the usual case, in one pass of the regex engine: every start tag is an allowed element
-    # with allowed attributes, so the two checks on names below would find nothing
-    if (root is not None and _XMLNS.search(root.group(1)) and _ALLOWED_ONLY.fullmatch(div) is not None
+    # the usual case, in one pass of the regex engine: an XHTML <div> root, every start tag an
+    # allowed element with allowed attributes (so the two checks on names below would find
+    # nothing) and some text
+    if (_XHTML_ROOT.match(div) is not None and _ALLOWED_ONLY.fullmatch(div) is not None
             and ("<img" in div or _TEXT.search(div) is not None)):
         return ()
+    root = _ROOT.match(div)
     found: list[tuple[str, str]] = []
     if root is None:
         found.append(("txt-1", "the narrative root element must be <div>"))
