@@ -215,6 +215,9 @@ class Entries:
     def __init__(self) -> None:
         self.list: list[dict] = []
         self._seen: set[str] = set()
+        #: The fullUrl of what was already added, by what identifies it (a patientId, or a resource
+        #: type with an identifier): a document names the same patient and staff again and again.
+        self.known: dict[tuple[str, str, str], str] = {}
 
     def add(self, url: str, resource: Resource, if_none_exist: str | None) -> str:
         if url not in self._seen:
@@ -327,11 +330,14 @@ def identified_entry(entries: Entries, resource_type: str, ident: dict, name: st
     The first mention names it (Practitioner.name.text / Organization.name); one fullUrl per
     identifier, so a transaction never holds two creates with the same condition.
     """
-    url = f.full_url(resource_type, ident["system"], ident["value"])
-    res: Resource = {"resourceType": resource_type, "identifier": [ident]}
-    if name is not None:
-        res["name"] = [{"text": name}] if resource_type == "Practitioner" else name
-    entries.add(url, res, "identifier=" + f.search_token(ident["system"], ident["value"]))
+    key = (resource_type, ident["system"], ident["value"])
+    url = entries.known.get(key)
+    if url is None:
+        url = entries.known[key] = f.full_url(*key)
+        res: Resource = {"resourceType": resource_type, "identifier": [ident]}
+        if name is not None:
+            res["name"] = [{"text": name}] if resource_type == "Practitioner" else name
+        entries.add(url, res, "identifier=" + f.search_token(ident["system"], ident["value"]))
     return f.ref(url)
 
 
@@ -474,6 +480,9 @@ def patient_ref(pid: PersonId, where: str, entries: Entries) -> dict:
     """A Reference to the Patient entry for a RIV patientId (personnummer checked)."""
     value = require(pid.id, f"{where}/id")
     kind = require(pid.type, f"{where}/type")
+    known = entries.known.get(("patientId", kind, value))  # (checked when first met)
+    if known is not None:
+        return f.ref(known)
     if kind in (systems.RIV_PERSONNUMMER_OID, systems.RIV_SAMORDNINGSNUMMER_OID):
         problem = identifiers.personnummer_problem(value)
         if problem:
@@ -490,7 +499,8 @@ def patient_ref(pid: PersonId, where: str, entries: Entries) -> dict:
         cond = "identifier=" + f.search_token(system, value)
     else:
         raise RivFormatError(f"{where}/type: {kind!r} is not an OID")
-    return f.ref(entries.add(f.full_url("Patient", system, value), res, cond))
+    url = entries.known["patientId", kind, value] = entries.add(f.full_url("Patient", system, value), res, cond)
+    return f.ref(url)
 
 
 def agent_who(entries: Entries, hsa_id: str | None, name: str | None) -> dict:
