@@ -139,7 +139,7 @@ def _post(f: Field, item: str, path: str, consts: _Consts, ind: str) -> list[str
             f"{ind}        _sc = w.scopes[-1]",
             f"{ind}        if _sc.kind != 'Parameters' or w.res is not _sc.owner:",
             f"{ind}            _sc.refs.append(({path}, _r, {F}, w.entry_url, _pt))",
-            f"{ind}else:",
+            f"{ind}elif _r is not None:  # (no reference text: nothing to check)",
             f"{ind}    w.reference({item}, {F}, {path})",
         ]
     required = f.binding is not None and f.strength == "required"
