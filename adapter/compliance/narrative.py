@@ -27,7 +27,7 @@ ALLOWED_ATTRIBUTES = frozenset(
 )
 _START_TAG = re.compile(r"<([A-Za-z_][\w:.\-]*)((?:\s+[^\s=/>]+\s*=\s*(?:\"[^\"]*\"|'[^']*'))*)\s*/?>")
 _ATTR_NAME = re.compile(r"""\s+([^\s=/>]+)\s*=\s*(?:"[^"]*"|'[^']*')""")
-_TEXT = re.compile(r">[^<]*?[^\s<]")  # some non-whitespace character data between tags
+_TEXT = re.compile(r">\s*+[^\s<]")  # some non-whitespace character data between tags
 _ROOT = re.compile(r"\s*<div\b([^>]*)>")
 _XMLNS = re.compile(r"""\sxmlns\s*=\s*["']http://www\.w3\.org/1999/xhtml["']""")
 #: `_ROOT` matches and `_XMLNS` is found in its attributes, in one match.
@@ -80,7 +80,7 @@ def problems(div: str) -> tuple[tuple[str, str], ...]:
     # allowed element with allowed attributes (so the two checks on names below would find
     # nothing) and some text
     if (_XHTML_ROOT.match(div) is not None and _ALLOWED_ONLY.fullmatch(div) is not None
-            and ("<img" in div or _TEXT.search(div) is not None)):
+            and (_TEXT.search(div) is not None or "<img" in div)):
         return ()
     root = _ROOT.match(div)
     found: list[tuple[str, str]] = []
