@@ -124,7 +124,7 @@ def _same_identifier_same_organisation(orgs: list[Organisation]) -> None:
     for org in orgs:
         key = org.hsa_id or org.organisationsnummer
         other = seen.setdefault(key, org)
-        if other != org:
+        if other is not org and other != org:  # (an organisation met first is itself)
             raise ValueError(
                 f"organisations {other.name!r} and {org.name!r} share identifier {key} but differ; "
                 "give each unit its own HSA-id"
