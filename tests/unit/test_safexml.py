@@ -26,6 +26,18 @@ def test_hostile_documents_are_refused(data: bytes) -> None:
         safexml.parse(data)
 
 
+def _wide(data: bytes, encoding: str) -> bytes:
+    """The same document in a wide encoding (declared), where a byte search for '<!DOCTYPE' sees nothing."""
+    return data.decode().replace('version="1.0"?>', f'version="1.0" encoding="{encoding.upper()}"?>', 1).encode(encoding)
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-16-be", "utf-32"])
+@pytest.mark.parametrize("data", [XXE, BOMB, PARAMETER, EXTERNAL_DTD], ids=["xxe", "bomb", "parameter-entity", "external-dtd"])
+def test_hostile_documents_in_wide_encodings_are_refused(data: bytes, encoding: str) -> None:
+    with pytest.raises(safexml.UnsafeXmlError):
+        safexml.parse(_wide(data, encoding))
+
+
 def test_oversize_is_refused() -> None:
     with pytest.raises(safexml.UnsafeXmlError, match="over the limit"):
         safexml.parse(b"<a>" + b"x" * 2000 + b"</a>", max_bytes=1000)
