@@ -79,10 +79,17 @@ _BASE64 = re.compile(r"[A-Za-z0-9+/]*={0,2}")
 _URN = re.compile(r"urn:uuid:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|urn:oid:[0-2](\.(0|[1-9][0-9]*))+")
 
 
+#: Days of each month (February: of a common year).
+_MONTH_DAYS = (0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+
+
 def _real_date(v: str) -> bool:
-    """The YYYY-MM-DD at the start of `v` is a real calendar date (the walker's full check)."""
+    """The YYYY-MM-DD at the start of `v` is a real calendar date (the walker's full check; `v`
+    matched its type's regex, so the month is 01-12 and the day 01-31)."""
     y, m, d = int(v[0:4]), int(v[5:7]), int(v[8:10])
-    return d <= calendar.monthrange(y, m)[1]
+    if m == 2 and d == 29:
+        return calendar.isleap(y)
+    return d <= _MONTH_DAYS[m]
 _URIS = frozenset({"uri", "url", "canonical", "oid", "uuid"})
 
 
