@@ -27,10 +27,10 @@ from typing import Any, Callable
 
 from adapter.compliance import fhirpath
 
-_DATE = re.compile(r"\d{4}(-\d{2}(-\d{2})?)?")
+_DATE = re.compile(r"\d{4}(?:-\d{2}(?:-\d{2})?)?")
 #: A dateTime to the second (no fraction) whose parts are in range: two of them with the same
 #: length and zone (or both without) compare as text the way FHIRPath compares them.
-_DATETIME = re.compile(r"[1-9]\d{3}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])T([01]\d|2[0-3]):[0-5]\d:[0-5]\d(Z|[+\-](0\d|1[0-3]):[0-5]\d)?")
+_DATETIME = re.compile(r"[1-9]\d{3}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12]\d|3[01])T(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d(?:Z|[+\-](?:0\d|1[0-3]):[0-5]\d)?")
 _MONTH_DAYS = (0, 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
 
 

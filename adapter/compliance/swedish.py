@@ -510,10 +510,13 @@ def rule_delegation(p: Payload) -> None:
     cfg = p.cfg["delegation"]
     focus_kinds = cfg["non_delegable_focus"]
     non_delegable, care_staff = _entries(cfg["non_delegable"]).has, _entries(cfg["care_staff"]).has
+    # a Task's focus resolves to a resource of the payload (one the walker met), so only a
+    # payload with a resource of one of those types can have such a focus
+    focus_possible = not focus_kinds.keys().isdisjoint(p.by_type)
     for rtype, assignee_key in (("Task", "owner"), ("ServiceRequest", "performer")):
         for res, path in p.of(rtype):
             what = next((c.get("display") or c.get("code") for c in codings(res.get("code")) if non_delegable(c)), None)
-            if what is None and rtype == "Task":
+            if what is None and rtype == "Task" and focus_possible:
                 focus = p.resolve(res.get("focus"))
                 if isinstance(focus, dict) and focus.get("intent") in focus_kinds.get(focus.get("resourceType"), ()):
                     what = f"a {focus['resourceType']} ({focus.get('intent')}), i.e. a medication ordination"
