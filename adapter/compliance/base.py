@@ -124,6 +124,9 @@ def _known_codesystems(extra: Callable[[str], Any], tables: dict[Any, dict[str, 
 class Walker:
     """Walks one payload and collects OperationOutcome issues."""
 
+    #: `obj` runs the generated walkers (fastwalk.py), which may then be called directly.
+    generated = True
+
     def __init__(self, ctx: ValidationContext, extra_codesystems: Callable[[str], Any] | None = None,
                  extra_extensions: Callable[[str], Any] | None = None, watch_identifier_systems: frozenset[str] = frozenset()) -> None:
         self.R: Rules = rules()
@@ -176,7 +179,11 @@ class Walker:
         scope = None
         if rt in ("Bundle", "Parameters"):
             scope = self._open_scope(res, rt)
-        self.obj(res, t, path)
+        fn = t.walk
+        if fn is not None and self.generated:  # (what `obj` would call)
+            fn(self, res, path)
+        else:
+            self.obj(res, t, path)
         if not contained and "contained" in res:
             self._contained(res, path)
         if scope is not None:
@@ -593,7 +600,12 @@ class Walker:
                 value_key = k.lstrip("_")
                 break
         subs = ext.get("extension")
-        self.obj({k: v for k, v in ext.items() if k != "extension"} if subs is not None else ext, t, path)
+        node = {k: v for k, v in ext.items() if k != "extension"} if subs is not None else ext
+        fn = t.walk
+        if fn is not None and self.generated:  # (what `obj` would call)
+            fn(self, node, path)
+        else:
+            self.obj(node, t, path)
         has_value = value_key is not None
         has_ext = isinstance(subs, list) and bool(subs)
         if subs is not None and not isinstance(subs, list):
@@ -826,3 +838,4 @@ class ReferenceWalker(Walker):
 
     obj = Walker.generic_obj
     eval_invariant = Walker.fhirpath_invariant
+    generated = False
