@@ -7,7 +7,7 @@ from typing import Any
 
 from adapter.compliance.base import ReferenceWalker, Walker
 from adapter.compliance.context import DEFAULT, ValidationContext
-from adapter.compliance.outcome import issue, outcome
+from adapter.compliance.outcome import MALFORMED, issue, outcome, unchecked
 from adapter.compliance.profile_check import ProfileChecker
 from adapter.compliance.registry import registry
 from adapter.compliance.swedish import check_swedish, config as swedish_config
@@ -29,10 +29,16 @@ def validate(resource: Any, profile: str | None = None, *, context: ValidationCo
     root = resource.get("resourceType") if isinstance(resource.get("resourceType"), str) else "Resource"
     watched = _watched_systems() if "swedish" in ctx.layers else frozenset()
     walker = (ReferenceWalker if reference else Walker)(ctx, reg.codesystem, reg.extension, watched)
-    walker.resource(resource, root)
+    try:
+        walker.resource(resource, root)
+    except MALFORMED as exc:
+        walker.issues.append(unchecked(root, "base R4", exc))
     issues = walker.issues if "base" in ctx.layers else []
     if "profiles" in ctx.layers:
-        _profiles(resource, profile, walker, reg, issues, fast=not reference)
+        try:
+            _profiles(resource, profile, walker, reg, issues, fast=not reference)
+        except MALFORMED as exc:
+            issues.append(unchecked(root, "profiles", exc))
     if "swedish" in ctx.layers:
         check_swedish(resource, walker, reg, ctx, issues)
     return outcome(issues)

@@ -21,6 +21,20 @@ def issue(severity: str, code: str, expression: str, text: str, rule: str | None
     return out
 
 
+#: What a check raises when an element has a shape it did not expect (a list where an object
+#: belongs, an impossible date): caught per layer or rule, so a malformed payload gets an error.
+MALFORMED = (TypeError, AttributeError, ValueError, KeyError, IndexError)
+
+
+def unchecked(expression: str, what: str, exc: BaseException) -> dict[str, Any]:
+    """The error for a payload that `what` (a layer or rule) could not check to the end: fail closed.
+
+    Names the exception's type only: its text may quote the payload's data."""
+    return issue("error", "structure", expression,
+                 f"{what}: the payload could not be checked completely, an element has an unexpected shape ({type(exc).__name__})",
+                 "malformed")
+
+
 #: Severity -> its place in SEVERITIES (the sort key of issues).
 _RANK = {s: i for i, s in enumerate(SEVERITIES)}
 

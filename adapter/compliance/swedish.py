@@ -15,7 +15,7 @@ from importlib import resources
 from typing import Any, Callable, Iterator
 
 from adapter.compliance.context import ValidationContext
-from adapter.compliance.outcome import issue
+from adapter.compliance.outcome import MALFORMED, issue, unchecked
 from mappings import identifiers, systems
 
 
@@ -557,6 +557,7 @@ RULES: tuple[Rule, ...] = (
 
 
 _NEEDS = tuple((rule, frozenset(rule.needs)) for rule in RULES)
+_RULE_OF = {rule.check: rule.id for rule in RULES}
 
 
 #: (resource types present, rules skipped) -> the checks to run, in RULES order (bounded).
@@ -582,4 +583,7 @@ def check_swedish(root: dict, walker: Any, reg: Any, ctx: ValidationContext, iss
     """Run every Swedish rule not skipped by the context (and with something to check)."""
     payload = Payload(root, walker, reg, ctx, issues)
     for check in _to_run(tuple(payload.by_type), ctx.skip_rules):
-        check(payload)
+        try:
+            check(payload)
+        except MALFORMED as exc:
+            issues.append(unchecked(root.get("resourceType") if isinstance(root.get("resourceType"), str) else "", _RULE_OF[check], exc))
