@@ -774,7 +774,7 @@ class Walker:
         guard = inv.guard
         if guard is not None and type(node) is dict:
             for name in guard:
-                if name in node or ("_" + name) in node or (name in self.R.choice_names and _has_choice(node, name)):
+                if name in node or ("_" + name) in node or (name in self.R.choice_names and fhirpath.has_choice(node, name)):
                     break
             else:
                 return  # none of the elements it depends on is present: it holds
@@ -800,15 +800,6 @@ class Walker:
         if verdict is not True:
             sev = "error" if inv.severity == "error" else "warning"
             self.add(sev, "invariant", path, f"Constraint failed: {inv.key}: '{inv.human}'", inv.key)
-
-
-def _has_choice(node: dict, name: str) -> bool:
-    """A key `name` + upper-case letter (a choice variant: valueString, ...) is in `node`."""
-    n = len(name)
-    for k in node:
-        if len(k) > n and k.startswith(name) and k[n].isupper():
-            return True
-    return False
 
 
 def _json_kind(v: Any) -> str:

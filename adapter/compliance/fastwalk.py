@@ -24,7 +24,7 @@ from __future__ import annotations
 import re
 from typing import Any, Callable
 
-from adapter.compliance import base, narrative
+from adapter.compliance import base, fhirpath, narrative
 from adapter.compliance.model import (
     COMPLEX, EXTENSION, LIST_COMPLEX, LIST_FAST, POST_CODING, POST_CONCEPT, POST_REFERENCE, RESOURCE, SINGLE_COMPLEX,
     SINGLE_FAST,
@@ -39,7 +39,7 @@ _G: dict[str, Any] = {
     "_COUNT_MIN": base.Walker._count_min,
     "_GENERIC_OBJ": base.Walker.generic_obj,
     "_FHIRPATH_INV": base.Walker.fhirpath_invariant,
-    "_HAS_CHOICE": base._has_choice,
+    "_HAS_CHOICE": fhirpath.has_choice,
     "_CHOICE_REST": base.Walker._choice_rest,
     "_NARRATIVE_PROBLEMS": narrative.problems,
     "_UNSET": base._UNSET,
@@ -170,7 +170,7 @@ def _post(f: Field, item: str, path: str, consts: _Consts, ind: str) -> list[str
 
 
 def _choice_test(t: TypeRule, g: str) -> str:
-    """`_has_choice(node, g)` after the key loop of the type's walker: a choice variant of `g`
+    """`has_choice(node, g)` after the key loop of the type's walker: a choice variant of `g`
     the type knows is in `choices` (its handler put `g` there), another known key of that shape
     is tested by name, and only when the loop met an unknown key (`odd`) are the keys scanned."""
     n = len(g)

@@ -511,19 +511,40 @@ def _typed_member(base: Fn | None, name: str, type_name: str) -> Fn:
     key = name + _cap(type_name)
 
     def f(focus: Coll, env: Env) -> Coll:
-        items = base(focus, env) if base else focus
-        out: Coll = []
-        for it in items:
-            if not isinstance(it, dict):
-                continue
-            if key in it:
-                v = it[key]
-                out.extend(v if isinstance(v, list) else [v])
-            elif name in it:
-                v = it[name]
-                out.extend(x for x in (v if isinstance(v, list) else [v]) if type_matches(x, type_name))
-        return out
+        return choice_values(base(focus, env) if base else focus, name, key, type_name)
     return f
+
+
+def equality(x: Coll, y: Coll, neg: bool) -> Coll:
+    """`x = y` (or `x != y` when `neg`) on two evaluated collections: empty when either is empty or
+    an item pair cannot be compared."""
+    if not x or not y:
+        return []
+    if len(x) != len(y):
+        return [neg]
+    res: bool | None = True
+    for p, q in zip(x, y):
+        r = _equal(p, q)
+        if r is None:
+            return []
+        res = res and r
+    return [res != neg]
+
+
+def choice_values(items: Coll, name: str, key: str, type_name: str) -> Coll:
+    """The values of choice element `name` of type `type_name` in `items`: the key `key` (`nameT`)
+    read directly, else `name` with each value's type checked."""
+    out: Coll = []
+    for it in items:
+        if not isinstance(it, dict):
+            continue
+        if key in it:
+            v = it[key]
+            out.extend(v if isinstance(v, list) else [v])
+        elif name in it:
+            v = it[name]
+            out.extend(x for x in (v if isinstance(v, list) else [v]) if type_matches(x, type_name))
+    return out
 
 
 def _of_type(base: Fn, type_name: str) -> Fn:
@@ -579,7 +600,7 @@ class _Criterion:
             for name in names_t:
                 v = item.get(name)
                 if v is None:
-                    if ("_" + name) in item or ((CHOICE_NAMES is None or name in CHOICE_NAMES) and _has_variant(item, name)):
+                    if ("_" + name) in item or ((CHOICE_NAMES is None or name in CHOICE_NAMES) and has_choice(item, name)):
                         return _NOT_PLAIN
                 elif type(v) is not str:
                     return _NOT_PLAIN
@@ -686,17 +707,7 @@ class _Criterion:
                 items = [item] if base is None else base(item)
                 if items is _NOT_PLAIN:
                     return items
-                out: Coll = []
-                for it in items:
-                    if not isinstance(it, dict):
-                        continue
-                    if key in it:
-                        v = it[key]
-                        out.extend(v if isinstance(v, list) else [v])
-                    elif name in it:
-                        v = it[name]
-                        out.extend(x for x in (v if isinstance(v, list) else [v]) if type_matches(x, type_name))
-                return out
+                return choice_values(items, name, key, type_name)
             return typed
         if kind == "call" and node[2] == "where" and len(node[3]) == 1 and node[1] is not None:
             base = _Criterion._path(node[1])
@@ -720,7 +731,7 @@ class _Criterion:
         return None
 
 
-def _has_variant(node: dict, name: str) -> bool:
+def has_choice(node: dict, name: str) -> bool:
     """A key `name` + upper-case letter (a choice variant: valueString, ...) is in `node`."""
     n = len(name)
     for k in node:
@@ -811,18 +822,7 @@ class Compiler:
             neg = op == "!="
 
             def eq(focus: Coll, env: Env) -> Coll:
-                x, y = a(focus, env), b(focus, env)
-                if not x or not y:
-                    return []
-                if len(x) != len(y):
-                    return [neg]
-                res: bool | None = True
-                for p, q in zip(x, y):
-                    r = _equal(p, q)
-                    if r is None:
-                        return []
-                    res = res and r
-                return [res != neg]
+                return equality(a(focus, env), b(focus, env), neg)
             return eq
         if op in ("~", "!~"):
             neg = op == "!~"

@@ -51,16 +51,7 @@ def absent(n: dict, name: str) -> bool:
     if n.get(name) is not None or "_" + name in n:
         return False
     choices = fhirpath.CHOICE_NAMES
-    return not ((choices is None or name in choices) and _has_choice(n, name))
-
-
-def _has_choice(node: dict, name: str) -> bool:
-    """A key `name` + upper-case letter (a choice variant: valueString, ...) is in `node`."""
-    n = len(name)
-    for k in node:
-        if len(k) > n and k.startswith(name) and k[n].isupper():
-            return True
-    return False
+    return not ((choices is None or name in choices) and fhirpath.has_choice(n, name))
 
 
 def _real_day(v: str) -> bool:
@@ -339,17 +330,7 @@ def _exact(node) -> _Exact | None:
                 y = right(n)
                 if y is None:
                     return None
-                if not x or not y:
-                    return []
-                if len(x) != len(y):
-                    return [neg]
-                res: bool | None = True
-                for a, b in zip(x, y):
-                    r = fhirpath._equal(a, b)
-                    if r is None:
-                        return []
-                    res = res and r
-                return [res != neg]
+                return fhirpath.equality(x, y, neg)
             return eq
         if op in ("and", "or", "implies"):
             return _logic(op, left, right)
@@ -377,34 +358,22 @@ def _logic(op: str, left: _Exact | None, right: _Exact | None) -> _Exact:
         c = f(n)
         return _NOT_SURE if c is None else _bool(c)
 
-    if op == "and":
-        def both(n: dict) -> list | None:
+    if op in ("and", "or"):
+        dominant = op == "or"  # the value that decides alone: false for and, true for or
+
+        def short_circuit(n: dict) -> list | None:
             x = side(left, n)
             if x is _NOT_SURE:
                 return None
-            if x is False:
-                return [False]
+            if x is dominant:
+                return [dominant]
             y = side(right, n)
             if y is _NOT_SURE:
                 return None
-            if y is False:
-                return [False]
-            return [True] if x and y else []
-        return both
-    if op == "or":
-        def either(n: dict) -> list | None:
-            x = side(left, n)
-            if x is _NOT_SURE:
-                return None
-            if x is True:
-                return [True]
-            y = side(right, n)
-            if y is _NOT_SURE:
-                return None
-            if y is True:
-                return [True]
-            return [False] if x is False and y is False else []
-        return either
+            if y is dominant:
+                return [dominant]
+            return [not dominant] if x is (not dominant) and y is (not dominant) else []
+        return short_circuit
 
     def implies(n: dict) -> list | None:
         x = side(left, n)
@@ -440,7 +409,7 @@ def source(key: str, expression: str) -> tuple[str, dict[str, Any]] | None:
     except fhirpath.Unsupported:
         return None
     src = _true(ast)
-    env: dict[str, Any] = {"_PRESENT": present, "_HAS_CHOICE": _has_choice}
+    env: dict[str, Any] = {"_PRESENT": present, "_HAS_CHOICE": fhirpath.has_choice}
     exact = _exact(ast)
     if exact is not None:
         name = f"_EXACT_{next(_EXACT_NAMES)}"

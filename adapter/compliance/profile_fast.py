@@ -145,17 +145,11 @@ class _Gen:
 
     def match(self, snode: PNode, parent: PNode, y: str) -> str:
         """`ProfileChecker._matches(y, snode, parent)` as an expression (see `_matcher`)."""
-        from adapter.compliance.profile_check import ProfileChecker
-
-        slicing = parent.slicing or {}
-        discriminators = slicing.get("discriminator") or [{"type": "value", "path": "url"}]
+        discriminators = _discriminators(snode, parent)
+        if discriminators is None:
+            return "False"
         tests = []
-        for d in discriminators:
-            dpath = d.get("path", "$this")
-            expected, kind = ProfileChecker._expected(snode, dpath)
-            if expected is None:
-                return "False"
-            by_value = kind == "fixed" or d.get("type") == "value"
+        for dpath, expected, by_value in discriminators:
             if dpath in ("$this", ""):
                 tests.append(f"{y} == {self.const(expected, 'exp')}" if by_value else self.pattern(expected, y))
             elif "." not in dpath and by_value:
@@ -213,21 +207,30 @@ def _values(node: PNode) -> Callable[[dict], list | None]:
     return values
 
 
-def _matcher(snode: PNode, parent: PNode) -> Callable[[Any], bool]:
-    """`ProfileChecker._matches` with the expected values worked out once and the comparison
-    compiled (`_navigate` then `==` for value/fixed discriminators, `pattern_match` otherwise)."""
+def _discriminators(snode: PNode, parent: PNode) -> list[tuple[str, Any, bool]] | None:
+    """For each discriminator of `parent`'s slicing (default: value at `url`): its path, the value
+    slice `snode` expects there, and whether it is compared by value (fixed or `value`
+    discriminator) rather than as a pattern; None when the slice expects nothing at some path."""
     from adapter.compliance.profile_check import ProfileChecker
 
     slicing = parent.slicing or {}
-    discriminators = slicing.get("discriminator") or [{"type": "value", "path": "url"}]
-    tests = []
-    for d in discriminators:
+    out = []
+    for d in slicing.get("discriminator") or [{"type": "value", "path": "url"}]:
         dpath = d.get("path", "$this")
         expected, kind = ProfileChecker._expected(snode, dpath)
         if expected is None:
-            return lambda value: False
-        compare = _equals(expected) if kind == "fixed" or d.get("type") == "value" else _pattern(expected)
-        tests.append(_at(dpath, compare))
+            return None
+        out.append((dpath, expected, kind == "fixed" or d.get("type") == "value"))
+    return out
+
+
+def _matcher(snode: PNode, parent: PNode) -> Callable[[Any], bool]:
+    """`ProfileChecker._matches` with the expected values worked out once and the comparison
+    compiled (`_navigate` then `==` for value/fixed discriminators, `pattern_match` otherwise)."""
+    discriminators = _discriminators(snode, parent)
+    if discriminators is None:
+        return lambda value: False
+    tests = [_at(dpath, _equals(expected) if by_value else _pattern(expected)) for dpath, expected, by_value in discriminators]
     if len(tests) == 1:
         return tests[0]
     tests_t = tuple(tests)

@@ -23,7 +23,6 @@ import datetime as dt
 import json
 import random
 import sys
-from pathlib import Path
 from typing import Any, Iterator
 
 from adapter.compliance import engine, fhirpath, narrative
