@@ -353,8 +353,6 @@ class Outbox:
 
     def claim(self, owner: str, destination: str, *, limit: int = 1, only: Iterable[int] | None = None) -> list[Message]:
         """Lease up to ``limit`` claimable messages to ``owner`` (at most one per person); counts a round each."""
-        now = utcnow()
-        params: dict[str, Any] = {"now": now, "destination": destination, "limit": limit}
         with self._tx() as conn:
             return self._claim_in(conn, owner, destination, limit, only)
 
