@@ -87,7 +87,7 @@ def test_no_mutation_makes_the_engine_raise(data: st.DataObject) -> None:
             if node is None:
                 break
         if isinstance(node, dict) or (isinstance(node, list) and isinstance(last, int) and last < len(node)):
-            node[last] = data.draw(ODD)
+            node[last] = copy.deepcopy(data.draw(ODD))  # a fresh value: a later mutation must not reach ODD itself
     outcome = validate(bundle)
     assert outcome["resourceType"] == "OperationOutcome" and outcome["issue"]
 
